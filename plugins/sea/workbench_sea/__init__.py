@@ -1,0 +1,1 @@
+"""SEA plugin: Specialized Embedding Approximation for urban sound."""

@@ -1,0 +1,1 @@
+"""VMAT plugin: knowledge-distilled dose engine for prostate VMAT."""

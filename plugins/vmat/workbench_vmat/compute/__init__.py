@@ -1,0 +1,1 @@
+"""Qt-free compute modules of the VMAT plugin."""

@@ -1,0 +1,1 @@
+"""Headless entry. Importing this package loads neither torch nor Qt."""

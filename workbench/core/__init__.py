@@ -1,0 +1,1 @@
+"""Host core: plugin discovery, run store, job engine, profiling, export. No Qt."""

@@ -1,0 +1,186 @@
+"""The worker process: runs one pipeline generator and streams its events to the parent.
+
+It never touches the store. Each yield of the pipeline is a cancellation point; the parent
+may also kill this process outright (hard stop), which frees any GPU memory it held.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from workbench.api import (
+    ArtifactEvent,
+    Cancelled,
+    CheckpointEvent,
+    EvaluationEvent,
+    LogEvent,
+    MetricEvent,
+    Plugin,
+    Progress,
+    RunContext,
+    StatusEvent,
+    WorkbenchError,
+    load_target,
+)
+
+CHECKPOINT = "checkpoints/last"
+PROGRESS_INTERVAL_S = 0.1
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise WorkbenchError(f"device {requested!r} requested but no CUDA device is available")
+    return requested
+
+
+class WorkerContext(RunContext):
+    def __init__(self, plugin: Plugin, run_id: str, seed: int, run_dir: Path, home: Path, device: str,
+                 queue: Any, cancel_event: Any, resume: bool):
+        self.plugin, self.run_id, self.seed = plugin, run_id, seed
+        self.run_dir, self.home, self.device = run_dir, home, device
+        self._queue, self._cancel, self._resume = queue, cancel_event, resume
+        self._registry = plugin.registry()
+
+    def _send(self, event: Any) -> None:
+        self._queue.put(event)
+
+    def metric(self, key: str, value: float, step: int) -> None:
+        self._send(MetricEvent(key, float(value), int(step)))
+
+    def log(self, message: str, level: str = "info") -> None:
+        self._send(LogEvent(message, level))
+
+    def artifact(self, kind: str, path: str | Path, **meta: Any) -> Path:
+        path = Path(path).resolve()
+        self._send(ArtifactEvent(kind, str(path), path.stat().st_size, sha256_of(path), dict(meta)))
+        return path
+
+    def evaluation(self, subject: str, metric: str, value: float, criteria: str = "", case: str = "") -> None:
+        self._send(EvaluationEvent(subject, metric, float(value), criteria, case))
+
+    def save_checkpoint(self, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
+        from safetensors.torch import save_file
+
+        base = self.run_dir / CHECKPOINT
+        base.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        # Write both files beside the old ones, then swap: a kill mid-write keeps the last good pair.
+        save_file(tensors, str(base) + ".safetensors.tmp")
+        Path(str(base) + ".json.tmp").write_text(json.dumps({"step": int(step), "state": state}))
+        os.replace(str(base) + ".safetensors.tmp", str(base) + ".safetensors")
+        os.replace(str(base) + ".json.tmp", str(base) + ".json")
+        self._send(CheckpointEvent(int(step), str(base) + ".safetensors"))
+        return Path(str(base) + ".safetensors")
+
+    def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        return read_checkpoint(self.run_dir) if self._resume else None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def component(self, kind: str, key: str) -> Any:
+        return self._registry.get(kind, key)
+
+
+def read_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    base = run_dir / CHECKPOINT
+    meta_path, tensor_path = Path(str(base) + ".json"), Path(str(base) + ".safetensors")
+    if not (meta_path.exists() and tensor_path.exists()):
+        return None
+    from safetensors.torch import load_file
+
+    meta = json.loads(meta_path.read_text())
+    return load_file(str(tensor_path)), meta["state"]
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    meta_path = Path(str(run_dir / CHECKPOINT) + ".json")
+    return json.loads(meta_path.read_text())["step"] if meta_path.exists() else None
+
+
+def _watch_parent(parent_pid: int) -> None:
+    # If the engine's process dies (even by SIGKILL), stop: nobody would read our events.
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(3)
+        time.sleep(0.5)
+
+
+def _seed(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def worker_main(plugin: Plugin, pipeline_id: str, config_data: dict[str, Any], run_id: str, home: str,
+                queue: Any, cancel_event: Any, resume: bool, parent_pid: int) -> None:
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    status = StatusEvent("failed")
+    try:
+        spec = plugin.pipeline(pipeline_id)
+        config = spec.config.model_validate(config_data)
+        device = resolve_device(getattr(config, "device", "auto"))
+        run_dir = Path(home) / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ctx = WorkerContext(plugin, run_id, getattr(config, "seed", 0), run_dir, Path(home), device,
+                            queue, cancel_event, resume)
+        from workbench.core.environment import device_description
+
+        queue.put(StatusEvent("started", device=device_description(device)))
+        _seed(ctx.seed)
+        run_fn = load_target(spec.run)
+        gen = run_fn(config, ctx)
+        last_sent = 0.0
+        summary: Any = None
+        try:
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    summary = stop.value
+                    break
+                if isinstance(item, Progress):
+                    now = time.monotonic()
+                    finished = item.total is not None and item.done >= item.total
+                    if now - last_sent >= PROGRESS_INTERVAL_S or finished:
+                        queue.put(item)
+                        last_sent = now
+                if cancel_event.is_set():
+                    gen.close()
+                    raise Cancelled("cancelled by the user")
+        finally:
+            gen.close()
+        status = StatusEvent("completed", summary=summary if isinstance(summary, dict) else {})
+    except Cancelled as exc:
+        status = StatusEvent("cancelled", error=str(exc))
+    except WorkbenchError as exc:
+        status = StatusEvent("failed", error=str(exc), detail=traceback.format_exc())
+    except BaseException as exc:  # noqa: BLE001 - any crash marks the run failed, with detail
+        status = StatusEvent("failed", error=f"{type(exc).__name__}: {exc}", detail=traceback.format_exc())
+    queue.put(status)
+    queue.close()
+    queue.join_thread()

@@ -1,0 +1,1 @@
+"""Testing support shipped with the workbench: a pytest plugin, a tiny plugin, helpers."""
