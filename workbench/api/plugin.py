@@ -45,8 +45,8 @@ class PipelineSpec:
     description: str = ""
     status: Literal["ready", "planned"] = "ready"  # "planned": declared, not built yet
     resumable: bool = False
-    #: artifact kind -> the view ids the GUI offers for it
-    tags: tuple[str, ...] = ()
+    #: settings for a tiny smoke run: the contract tests run every ready pipeline with them
+    smoke: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

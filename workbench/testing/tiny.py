@@ -32,7 +32,8 @@ plugin = Plugin(
     description="Fits a small MLP to a generated regression problem.",
     pipelines=[
         PipelineSpec("fit", "Fit a tiny MLP", TinyFitConfig, "workbench.testing.tiny_pipeline:run_fit",
-                     description="Trains with a checkpoint every epoch; resumable.", resumable=True),
+                     description="Trains with a checkpoint every epoch; resumable.", resumable=True,
+                     smoke={"epochs": 2, "samples": 64}),
     ],
     components=[
         ComponentSpec("students", "mlp", "workbench.testing.tiny_pipeline:MLP", "MLP"),

@@ -15,7 +15,7 @@ plugin = Plugin(
     "audio embedding teacher with a tiny edge student on a target domain.",
     pipelines=[
         PipelineSpec("embed", "Embed a dataset with a teacher", EmbedConfig, f"{_P}.embed:run",
-                     description="Teacher embeddings of every clip into the shared, content-addressed cache."),
+                     description="Teacher embeddings of every clip into the shared, content-addressed cache.", status="planned"),
         PipelineSpec("distill", "Distill a SEA student", DistillConfig, f"{_P}.distill:run", status="planned",
                      description="Sample, reduce, train the student, evaluate downstream (issue: SEA part 2)."),
         PipelineSpec("sweep", "Sweep strategies x reductions x sizes", DistillConfig, f"{_P}.sweep:run",

@@ -21,7 +21,7 @@ class TeacherConfig(PipelineConfig):
     sampler: Literal["random", "dose-weighted", "gradient-weighted", "case-balanced"] = Field(
         "dose-weighted", description="How training patches are sampled.")
     preset: Literal["tiny", "demo", "paper"] = Field("demo", description="Network size.")
-    epochs: int = Field(30, ge=1, le=2000)
+    epochs: int = Field(30, ge=1, le=2000, description="Training epochs.")
 
 
 class DistillConfig(TeacherConfig):
