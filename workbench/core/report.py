@@ -14,8 +14,8 @@ def human_bytes(n: float) -> str:
 
 def profile_table(profiles: dict[str, dict[str, Any]]) -> str:
     cols = [("parameters", "params", lambda v: f"{v:,.0f}"), ("storage_bytes", "storage", human_bytes),
-            ("activation_bytes", "activations", human_bytes), ("macs", "MACs", lambda v: f"{v / 1e6:,.1f} M"),
-            ("latency_ms_median", "latency med", lambda v: f"{v:.2f} ms"), ("latency_ms_p90", "p90", lambda v: f"{v:.2f} ms")]
+            ("activation_peak_bytes", "activations", human_bytes), ("macs", "MACs", lambda v: f"{v / 1e6:,.1f} M"),
+            ("latency_median_ms", "latency med", lambda v: f"{v:.2f} ms"), ("latency_p90_ms", "p90", lambda v: f"{v:.2f} ms")]
     header = f"{'model':<14}" + "".join(f"{title:>16}" for _, title, _ in cols)
     lines = [header, "-" * len(header)]
     for name, prof in profiles.items():

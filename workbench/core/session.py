@@ -54,7 +54,7 @@ class Session:
         out: dict[str, Any] = {}
         for name, model, example in built:
             out[name] = profile_model(model, example, device=device, threads=threads, repeats=repeats)
-            for metric in ("parameters", "storage_bytes", "activation_bytes", "macs", "latency_ms_median", "latency_ms_p90"):
+            for metric in ("parameters", "storage_bytes", "activation_peak_bytes", "macs", "latency_median_ms", "latency_p90_ms"):
                 if metric in out[name]:
                     self.store.add_evaluation(run["id"], name, metric, float(out[name][metric]), criteria=f"profile {device}")
         return out
