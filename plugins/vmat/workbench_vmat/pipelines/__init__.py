@@ -1,0 +1,1 @@
+"""Pipelines of the VMAT plugin: generators ``run(config, ctx)`` yielding ``Progress``."""
