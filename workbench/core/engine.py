@@ -137,8 +137,9 @@ class Engine:
                     else:
                         continue
                 final = self._record(job, event)
-                for listener in list(job.listeners):
-                    _safe_call(listener, run_id, event)
+                if final is None:  # the terminal status goes out from _finish, once the job is done
+                    for listener in list(job.listeners):
+                        _safe_call(listener, run_id, event)
         except Exception as exc:  # noqa: BLE001 - the pump must always finish the run
             final = StatusEvent("failed", error=f"engine error: {exc}")
         self._finish(job, final)

@@ -1,0 +1,1 @@
+"""PySide6 host: main window, generated config forms, job panel, runs table, compare view."""
