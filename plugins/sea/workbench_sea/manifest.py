@@ -15,7 +15,8 @@ plugin = Plugin(
     "audio embedding teacher with a tiny edge student on a target domain.",
     pipelines=[
         PipelineSpec("embed", "Embed a dataset with a teacher", EmbedConfig, f"{_P}.embed:run",
-                     description="Teacher embeddings of every clip into the shared, content-addressed cache.", status="planned"),
+                     description="Teacher embeddings of every clip into the shared, content-addressed cache.",
+                     smoke={"teacher": "aisfx", "demo_clips_per_class_per_fold": 1, "max_clips": 4, "hop_s": 1.0}),
         PipelineSpec("distill", "Distill a SEA student", DistillConfig, f"{_P}.distill:run", status="planned",
                      description="Sample, reduce, train the student, evaluate downstream (issue: SEA part 2)."),
         PipelineSpec("sweep", "Sweep strategies x reductions x sizes", DistillConfig, f"{_P}.sweep:run",
@@ -32,5 +33,5 @@ plugin = Plugin(
         ComponentSpec("datasets", "folders", "workbench_sea.compute.dataset_readers:read_folders", "One folder per class"),
     ],
     cli="workbench_sea.cli:main",
-    demo=DemoSpec("embed", {}, "Generates the synthetic urban-sound demo dataset and caches aiSFX teacher embeddings."),
+    demo=DemoSpec("embed", {"hop_s": 1.0}, "Generates the synthetic urban-sound demo dataset and caches aiSFX teacher embeddings."),
 )

@@ -1,0 +1,1 @@
+"""SEA pipelines (imported only when a run starts)."""
