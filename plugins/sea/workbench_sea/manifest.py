@@ -1,7 +1,7 @@
 """SEA plugin manifest: imported at discovery, so it imports nothing heavy."""
 from __future__ import annotations
 
-from workbench.api import ComponentSpec, DemoSpec, PipelineSpec, Plugin
+from workbench.api import ComponentSpec, DemoSpec, PipelineSpec, Plugin, ProfileTargetSpec
 
 from .configs import DistillConfig, EmbedConfig
 
@@ -32,6 +32,7 @@ plugin = Plugin(
         ComponentSpec("datasets", "sonyc-ust", "workbench_sea.compute.dataset_readers:read_sonyc_ust", "SONYC-UST"),
         ComponentSpec("datasets", "folders", "workbench_sea.compute.dataset_readers:read_folders", "One folder per class"),
     ],
+    profile_targets=[ProfileTargetSpec("embed", f"{_P}.embed:build_model", models=("teacher",), exportable=("teacher",))],
     cli="workbench_sea.cli:main",
     demo=DemoSpec("embed", {"hop_s": 1.0}, "Generates the synthetic urban-sound demo dataset and caches aiSFX teacher embeddings."),
 )

@@ -61,3 +61,13 @@ def run(config: EmbedConfig, ctx: RunContext):
              f"clips     {len(rows)} embedded ({cache.hits} from cache, {cache.misses} computed), {skipped} skipped\n"
              f"cache     {ctx.cache_dir('sea-embeddings')}")
     return {"table": table, "clips": len(rows), "cache_hits": cache.hits, "computed": cache.misses}
+
+
+def build_model(run_dir: Path, config: dict, name: str):
+    """Profile target: the run's teacher and one analysis window of input."""
+    import torch
+
+    from ..compute.teachers import load_teacher
+
+    teacher = load_teacher(EmbedConfig.model_validate(config).teacher)
+    return teacher.model, torch.zeros(1, int(round(teacher.window_s * teacher.sample_rate)))
