@@ -77,18 +77,9 @@ class WorkerContext(RunContext):
         self._send(EvaluationEvent(subject, metric, float(value), criteria, case))
 
     def save_checkpoint(self, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
-        from safetensors.torch import save_file
-
-        base = self.run_dir / CHECKPOINT
-        base.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        # Write both files beside the old ones, then swap: a kill mid-write keeps the last good pair.
-        save_file(tensors, str(base) + ".safetensors.tmp")
-        Path(str(base) + ".json.tmp").write_text(json.dumps({"step": int(step), "state": state}))
-        os.replace(str(base) + ".safetensors.tmp", str(base) + ".safetensors")
-        os.replace(str(base) + ".json.tmp", str(base) + ".json")
-        self._send(CheckpointEvent(int(step), str(base) + ".safetensors"))
-        return Path(str(base) + ".safetensors")
+        path = write_checkpoint(self.run_dir, tensors, state, step)
+        self._send(CheckpointEvent(int(step), str(path)))
+        return path
 
     def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         return read_checkpoint(self.run_dir) if self._resume else None
@@ -99,6 +90,21 @@ class WorkerContext(RunContext):
 
     def component(self, kind: str, key: str) -> Any:
         return self._registry.get(kind, key)
+
+
+def write_checkpoint(run_dir: Path, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
+    """safetensors + strict JSON, each written beside the old file then swapped in, so a kill
+    mid-write keeps the last good pair."""
+    from safetensors.torch import save_file
+
+    base = run_dir / CHECKPOINT
+    base.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"step": int(step), "state": state}, allow_nan=False)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, f"{base}.safetensors.tmp")
+    Path(f"{base}.json.tmp").write_text(text)
+    os.replace(f"{base}.safetensors.tmp", f"{base}.safetensors")
+    os.replace(f"{base}.json.tmp", f"{base}.json")
+    return Path(f"{base}.safetensors")
 
 
 def read_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:

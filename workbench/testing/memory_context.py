@@ -13,12 +13,11 @@ are real files (safetensors + JSON, written atomically like the worker's) under
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Generator, Mapping
 
+from workbench.core.worker import read_checkpoint, write_checkpoint
 from workbench.api import (
     ArtifactEvent,
     Cancelled,
@@ -31,7 +30,6 @@ from workbench.api import (
     UnknownComponentError,
 )
 
-CHECKPOINT = "checkpoints/last"
 
 
 class MemoryContext(RunContext):
@@ -91,30 +89,12 @@ class MemoryContext(RunContext):
         self.evaluations.append(EvaluationEvent(subject, metric, float(value), criteria, case))
 
     def save_checkpoint(self, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
-        from safetensors.torch import save_file
-
-        base = self.run_dir / CHECKPOINT
-        base.parent.mkdir(parents=True, exist_ok=True)
-        # allow_nan=False: the state must be strict JSON (the store and other readers rely on it)
-        text = json.dumps({"step": int(step), "state": state}, allow_nan=False)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(tensors, f"{base}.safetensors.tmp")
-        Path(f"{base}.json.tmp").write_text(text)
-        os.replace(f"{base}.safetensors.tmp", f"{base}.safetensors")
-        os.replace(f"{base}.json.tmp", f"{base}.json")
-        self.checkpoints.append(CheckpointEvent(int(step), f"{base}.safetensors"))
-        return Path(f"{base}.safetensors")
+        path = write_checkpoint(self.run_dir, tensors, state, step)  # the worker's own writer
+        self.checkpoints.append(CheckpointEvent(int(step), str(path)))
+        return path
 
     def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        if not self.resume:
-            return None
-        base = self.run_dir / CHECKPOINT
-        meta, data = Path(f"{base}.json"), Path(f"{base}.safetensors")
-        if not (meta.exists() and data.exists()):
-            return None
-        from safetensors.torch import load_file
-
-        return load_file(str(data)), json.loads(meta.read_text())["state"]
+        return read_checkpoint(self.run_dir) if self.resume else None
 
     @property
     def cancelled(self) -> bool:
