@@ -4,8 +4,8 @@
   keras-h5:<path>              an L3-family Keras model with its config (e.g. edgel3's SEA students)
   torchscript:<path>[@<rate>]  any TorchScript embedding model; rate defaults to its `sample_rate`
                                attribute, else 16000
-  openl3:<repr>/<content>/<n>  not available here: the openl3 weights cannot be installed (its
-                               setup downloads them); the error says so and how to use keras-h5
+  openl3:<repr>/<content>/<n>[@<weights.h5>]  OpenL3 (linear|mel128|mel256, music|env, 512|6144), weights
+                               from the installed openl3 package or the given file
 """
 from __future__ import annotations
 
@@ -51,10 +51,7 @@ def load_teacher(spec: str) -> Teacher:
         path, _, rate = arg.partition("@")
         return torchscript_teacher(Path(path), int(rate) if rate else None)
     if kind == "openl3":
-        raise ConfigError(
-            f"OpenL3 weights ({arg or 'mel256/music/512'}) are not installed: the openl3 package downloads them "
-            "at setup, which this machine cannot do. Use keras-h5:<path> with an L3-family model saved with its "
-            "config, e.g. an edgel3 SEA student.", key="teacher")
+        return openl3_teacher(arg)
     raise ConfigError(f"unknown teacher spec {spec!r} (aisfx, keras-h5:<path>, torchscript:<path>[@rate])", key="teacher")
 
 
@@ -79,6 +76,17 @@ def keras_teacher(path: Path) -> Teacher:
         dim = model(torch.zeros(1, 1, samples)).shape[-1]
     return Teacher(f"keras-h5:{_file_hash(path)}", _ChannelAxis(model).eval(), int(model.sample_rate),
                    samples / model.sample_rate, int(dim))
+
+
+def openl3_teacher(arg: str) -> Teacher:
+    from .openl3_net import RATE, load_openl3
+
+    triple, _, weights = arg.partition("@")
+    parts = (triple or "mel256/music/512").split("/")
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise ConfigError(f"openl3:{arg}: expected openl3:<repr>/<content>/<size>[@weights.h5]", key="teacher")
+    model = load_openl3(parts[0], parts[1], int(parts[2]), Path(weights) if weights else None)
+    return Teacher(f"openl3:{triple}:{_file_hash(Path(model.source))}", _ChannelAxis(model).eval(), RATE, 1.0, int(parts[2]))
 
 
 # -- torchscript ----------------------------------------------------------------------------
