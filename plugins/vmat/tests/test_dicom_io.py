@@ -171,6 +171,14 @@ def test_corrupt_or_empty_inputs_name_the_file(ct_folder, tmp_path):
     empty.mkdir()
     with pytest.raises(InputError, match="no CT images"):
         io.read_ct_series(empty)
+    (empty / "notes.txt").write_text("only notes here")
+    with pytest.raises(InputError, match="no CT images") as err:
+        io.read_ct_series(empty)
+    assert err.value.path == str(empty)
+    with pytest.raises(InputError, match="not a DICOM file"):  # named explicitly: must be DICOM
+        io.read_ct_series(empty / "notes.txt")
+    with pytest.raises(InputError, match="no CT images"):  # DICOM, but no CT in it
+        io.read_ct_series(io.write_rtdose(tmp_path / "d.dcm", make_ct().with_array(np.ones((6, 20, 24), np.float32))))
     with pytest.raises(InputError, match="no such"):
         io.read_ct_series(tmp_path / "nowhere")
 

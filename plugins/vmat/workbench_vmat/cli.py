@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from typing import Any, Callable
 
 EXIT_OK = 0
@@ -102,8 +103,10 @@ def _cmd_gamma(args: argparse.Namespace) -> int:
     from .compute.dicom_io import read_rtdose, resample
     from .compute.gamma import gamma
 
-    ref = read_rtdose(args.reference)
-    ev = read_rtdose(args.evaluation)
+    with warnings.catch_warnings():  # pydicom's remarks on odd but readable values
+        warnings.simplefilter("ignore", UserWarning)
+        ref = read_rtdose(args.reference)
+        ev = read_rtdose(args.evaluation)
     if ref.frame_of_reference_uid and ev.frame_of_reference_uid and ref.frame_of_reference_uid != ev.frame_of_reference_uid:
         raise InputError(
             args.evaluation,
@@ -151,7 +154,7 @@ def _cmd_gamma(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_jsonable(summary)))
         return EXIT_OK
-    mode = "local" if args.local else f"global, {result.normalisation_dose:.4g} {_unit(ref)} = 100%"
+    mode = "local" if args.local else f"global, 100% = {result.normalisation_dose:.4g} {_unit(ref)}"
     print(f"gamma {args.dd:g}%/{args.dta:g} mm ({mode}), cutoff {args.cutoff:g}% ({result.cutoff_dose:.4g} {_unit(ref)})")
     print(f"reference:  {args.reference}  {_grid(ref)}")
     print(f"evaluation: {args.evaluation}  {_grid(ev)}")

@@ -42,17 +42,19 @@ def read_ct_series(source: str | Path | Sequence[str | Path], *, series_uid: str
     if isinstance(source, (str, Path)):
         where = Path(source)
         files = _candidate_files(where)
+        named = not where.is_dir()  # the caller named the file(s): each must be DICOM
     else:
         files = [Path(p) for p in source]
         if not files:
             raise InputError("<no files>", "no CT files given")
         where = files[0].parent
+        named = True
     slices = []
     for f in files:
         try:
             ds = D.read_dataset(f)
         except InputError:
-            if f.suffix.lower() in D.DICOM_SUFFIXES or len(files) == 1 or not isinstance(source, (str, Path)):
+            if named or f.suffix.lower() in D.DICOM_SUFFIXES:
                 raise
             continue  # a README or a screenshot next to the slices
         modality = str(ds.get("Modality", ""))

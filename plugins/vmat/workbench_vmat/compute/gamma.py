@@ -18,7 +18,7 @@ and so slightly underestimate pass rates. Here the minimum is found by branch an
 over boxes of the evaluation grid, which is both faster and closer to the exact value:
 
 - On a box, E is multilinear. Split into its linear part ``alpha + g.y`` and a remainder
-  bounded by ``eps`` (sum of the nonlinear coefficients), gamma^2 over the box is at
+  (the nonlinear terms, whose range is found at the box corners), gamma^2 over the box is at
   least the value of a small convex problem, bounded below by its Lagrangian dual (one
   multiplier, from a few Newton steps), and never less than the squared distance to the
   box. The minimiser of the linear model is a good point: E is evaluated there exactly,
@@ -379,6 +379,12 @@ class _Search:
         # flat offsets of the 2^N corners (corner bit set: upper node along that axis)
         self.corner_off = [sum(self.e_strides[a] for a in range(n) if c & self.bits[a]) for c in self.subsets]
         self.step = float(step) / self.dta  # boxes are not split below this size (y units)
+        # nonlinear terms (subsets of two or more axes) and their signs at the 2^N corners
+        self.nonlinear = [S for S in self.subsets if S & (S - 1)]
+        self.corner_signs = [
+            [(-1) ** sum(1 for b in self.bits if S & b and not corner & b) for S in self.nonlinear]
+            for corner in self.subsets
+        ]
 
     # -- driver --------------------------------------------------------------------------
     def run(self, r: list, d: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
@@ -511,20 +517,20 @@ class _Search:
         # one linear model over the cube
         alpha = w[zero]
         gw = [(w[unit[2 * a + 1]] - w[unit[2 * a]]) / (2 * rho_s) for a in range(n)]
-        eps = torch.zeros_like(alpha)
+        rlo = rhi = torch.zeros_like(alpha)  # range of the remainder (dose - linear model)
         for o, x in w.items():
             lin = alpha
             for a in range(n):
                 if o[a]:
                     lin = lin + (o[a] * rho_s) * gw[a]
-            eps = torch.maximum(eps, (x - lin).abs())
+            rlo, rhi = torch.minimum(rlo, x - lin), torch.maximum(rhi, x - lin)
         lo = [-rho_s] * n
         hi = [rho_s] * n
         t = _newton(alpha, gw, lo, hi)
         y = _clamp_step(t, gw, lo, hi)
         qy = _separable(w, y, [rho_s] * n, [rho_s] * n)
         ub_s = torch.minimum(ub_s, _norm2(y) + qy * qy)
-        lb = _dual_bound(alpha, gw, eps, lo, hi, t)
+        lb = _dual_bound(alpha, gw, (rlo, rhi), lo, hi, t)
         ok = lb >= _below(ub_s)
         # piece by piece where that was not enough
         sub = torch.nonzero(~ok).squeeze(1)
@@ -734,11 +740,12 @@ class _Search:
     def _evaluate(self, lo, h, c):
         """Lower bound of gamma^2 over each box, and gamma^2 at a good point of the box.
 
-        The dose is its linear part alpha + g.y plus a remainder bounded by ``eps`` (sum of
-        the nonlinear coefficients). The point is (nearly) the minimiser of |y|^2 + (alpha
-        + g.y)^2 over the box, found by Newton steps on its scalar dual; the true dose is
-        evaluated there. The bound is the Lagrangian dual of the problem with the dose free
-        to move by eps, at the multiplier from those steps (any multiplier gives a valid bound).
+        The dose is its linear part alpha + g.y plus a remainder (the nonlinear terms)
+        whose range over the box is that over its corners. The point is (nearly) the
+        minimiser of |y|^2 + (alpha + g.y)^2 over the box, found by Newton steps on its
+        scalar dual; the true dose is evaluated there. The bound is the Lagrangian dual of
+        the problem with the dose free to move within the remainder's range, at the
+        multiplier from those steps (any multiplier gives a valid bound).
         """
         n = self.n
         g = [2.0 * c[bit] / h[a] for a, bit in enumerate(self.bits)]
@@ -746,14 +753,19 @@ class _Search:
         alpha = c[0]
         for a in range(n):
             alpha = alpha - c[self.bits[a]] * (2.0 * lo[a] / h[a] + 1.0)
-        eps = None
-        for S in self.subsets:
-            if S and S & (S - 1):  # two or more axes
-                eps = c[S].abs() if eps is None else eps + c[S].abs()
+        # range of the nonlinear remainder: a multilinear function, extreme at the corners
+        rem = None
+        if self.nonlinear:
+            for signs in self.corner_signs:
+                v = None
+                for S, sg in zip(self.nonlinear, signs):
+                    term = c[S] if sg > 0 else -c[S]
+                    v = term if v is None else v + term
+                rem = (v, v) if rem is None else (torch.minimum(rem[0], v), torch.maximum(rem[1], v))
         t = _newton(alpha, g, lo, hi)
         y = _clamp_step(t, g, lo, hi)
         q = self._multilinear(c, [(2.0 * (y[a] - lo[a]) / h[a] - 1.0).clamp(-1, 1) for a in range(n)])
-        return _dual_bound(alpha, g, eps, lo, hi, t), _norm2(y) + q * q
+        return _dual_bound(alpha, g, rem, lo, hi, t), _norm2(y) + q * q
 
 
 def _norm2(y):
@@ -787,17 +799,20 @@ def _newton(alpha, g, lo, hi):
     return t
 
 
-def _dual_bound(alpha, g, eps, lo, hi, t):
-    """Lower bound of min over the box of |y|^2 + (alpha + g.y + e)^2 over |e| <= eps.
+def _dual_bound(alpha, g, rem, lo, hi, t):
+    """Lower bound of min over the box of |y|^2 + (alpha + g.y + e)^2 over e in [rlo, rhi].
 
     Lagrangian dual: for any multiplier lam, sum_a min_{y_a} (y_a^2 + 2 lam g_a y_a) +
-    2 lam alpha - 2 |lam| eps - lam^2 is below it; lam is taken from the Newton residual.
-    Never below the squared distance from the point to the box.
+    2 lam alpha + 2 min(lam rlo, lam rhi) - lam^2 is below it; lam is the Newton residual
+    moved into the remainder's range. Never below the squared distance to the box.
     """
-    lam = t if eps is None else torch.sign(t) * (t.abs() - eps).clamp(min=0)
-    lb = 2.0 * lam * alpha - lam * lam
-    if eps is not None:
-        lb = lb - 2.0 * lam.abs() * eps
+    if rem is None:
+        lam = t
+        lb = 2.0 * lam * alpha - lam * lam
+    else:
+        rlo, rhi = rem
+        lam = (t - rhi).clamp(min=0) + (t - rlo).clamp(max=0)
+        lb = 2.0 * lam * alpha - lam * lam + 2.0 * torch.minimum(lam * rlo, lam * rhi)
     near = None
     for ga, la, ha in zip(g, lo, hi):
         ya = torch.minimum(torch.maximum(-lam * ga, la), ha)
