@@ -51,7 +51,7 @@ class ConfigForm(QWidget):
                 hint.setWordWrap(True)
                 col.addRow(hint)
             layout.addRow(label, holder)
-        layout.addRow(self.error)
+        # `error` is placed by the page, outside any scroll area, so it is always in view
         self.valid = True
         self.validate()
 
@@ -144,11 +144,19 @@ class ConfigForm(QWidget):
             config = validate_config(self.plugin, self.spec, self.data())
         except WorkbenchError as exc:
             self.error.setText(str(exc))
+            self._mark(str(exc))
             self._set_valid(False)
             return None
         self.error.setText("")
+        self._mark("")
         self._set_valid(True)
         return config
+
+    def _mark(self, message: str) -> None:
+        """Outline the fields the message names ('key: problem; key2: ...')."""
+        named = {part.split(":", 1)[0].strip() for part in message.split(";") if ":" in part}
+        for name, widget in self.widgets.items():
+            widget.setStyleSheet("border: 1px solid #b00020;" if name in named else "")
 
     def _set_valid(self, valid: bool) -> None:
         if valid != self.valid:

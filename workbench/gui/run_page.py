@@ -48,6 +48,7 @@ class RunPage(QWidget):
         lv = QVBoxLayout(left)
         lv.addWidget(title)
         lv.addWidget(scroll, 1)
+        lv.addWidget(self.form.error)
         lv.addLayout(buttons)
         lv.addWidget(self.status)
         split = QSplitter()
