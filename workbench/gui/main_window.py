@@ -1,22 +1,101 @@
-"""Main window: plugins and their pipelines on the left; the pipeline's page and the runs on the right."""
+"""Main window: plugins and their pipelines on the left; on the right a pipeline's page
+(generated form, Run/Cancel, progress, live curves) and the Runs tab (table, detail, compare)."""
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import (QLabel, QMainWindow, QMessageBox, QSplitter, QStackedWidget, QTabWidget, QTreeWidget,
-                               QTreeWidgetItem, QWidget)
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QPushButton, QScrollArea, QSplitter, QStackedWidget,
+                               QTabWidget, QVBoxLayout, QWidget)
 
-from .run_page import RunPage
+from workbench.api import Plugin, PipelineSpec
+
+from .config_form import ConfigForm
+from .job_panel import JobPanel
+from .messages import DetailDialog, ErrorLine, esc
+from .plugin_tree import PluginTree
 from .runs_view import RunsView
+from .theme import STYLE
 
-STYLE = """
-QMainWindow, QWidget { font-size: 13px; }
-QTreeWidget { background: #f6f7f9; border: none; }
-QPushButton { padding: 5px 14px; }
-QPushButton:default { background: #1f6feb; color: white; border-radius: 3px; }
-QPushButton:disabled { background: #ccc; color: #777; }
-QProgressBar { text-align: center; }
+WELCOME = """
+<h2 style='margin-bottom:4px'>Distillation Workbench</h2>
+<p style='color:#555'>Distil a large teacher into a compact student for your domain, and see what it costs and
+what it loses.</p>
+<p>Pick a pipeline on the left. Its settings — teacher, domain data, sampling strategy, student — form a page
+with help on every field; <b>Run</b> starts it in a worker process, with progress and live curves.
+Every run is kept in the <b>Runs</b> tab, where runs can be filtered, sorted, inspected and compared.</p>
 """
+
+
+class PipelinePage(QWidget):
+    """A pipeline's title, its generated form and its job panel; curves on the right."""
+
+    def __init__(self, session, plugin: Plugin, spec: PipelineSpec, parent=None):
+        super().__init__(parent)
+        self.plugin, self.spec = plugin, spec
+        planned = "" if spec.status == "ready" else " <span style='color:#a15c00'>(planned — not built yet)</span>"
+        title = QLabel(f"<h2 style='margin:0'>{esc(spec.title)}{planned}</h2>"
+                       f"<p style='color:#555; margin-top:2px'>{esc(plugin.title)} · <code>{plugin.name}.{spec.id}</code>"
+                       + (f"<br>{esc(spec.description)}" if spec.description else "") + "</p>")
+        title.setWordWrap(True)
+        self.form = ConfigForm(plugin, spec)
+        scroll = QScrollArea()
+        scroll.setObjectName("formScroll")
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.jobs = JobPanel(session, plugin, spec, self.form)
+        defaults = QPushButton("Defaults")
+        defaults.setToolTip("Reset every field to its default")
+        defaults.clicked.connect(self.form.reset)
+        form_head = QHBoxLayout()
+        form_head.addWidget(QLabel("<b>Settings</b>"))
+        form_head.addStretch(1)
+        form_head.addWidget(defaults)
+        left = QWidget()
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(12, 8, 8, 8)
+        lv.addWidget(title)
+        lv.addLayout(form_head)
+        lv.addWidget(scroll, 1)
+        lv.addWidget(self.form.error)  # outside the scroll area: always in view, above Run
+        lv.addWidget(self.jobs)
+        right = QWidget()
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(4, 8, 8, 8)
+        rv.addWidget(self.jobs.curves_box)
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([470, 540])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(split)
+
+    # shortcuts (tests, benchmark)
+    @property
+    def run_button(self):
+        return self.jobs.run_button
+
+    @property
+    def cancel_button(self):
+        return self.jobs.cancel_button
+
+    @property
+    def progress(self):
+        return self.jobs.progress
+
+    @property
+    def status(self):
+        return self.jobs.status
+
+    @property
+    def curves(self):
+        return self.jobs.curves
+
+    @property
+    def job(self):
+        return self.jobs.job
 
 
 class MainWindow(QMainWindow):
@@ -26,83 +105,80 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Distillation Workbench")
         self.resize(1280, 800)
         self.setStyleSheet(STYLE)
-        self.tree = QTreeWidget()
-        self.tree.setHeaderLabel("Plugins")
-        self.tree.itemClicked.connect(self._clicked)
+        self.tree = PluginTree(session.plugins.results)
+        self.tree.pipeline_selected.connect(self.open_pipeline)
         self.pages = QStackedWidget()
-        welcome = QLabel("<h2>Distillation Workbench</h2><p>Pick a pipeline on the left: a teacher, domain data, "
-                         "a sampling strategy and a student are its settings. Runs are kept in the Runs tab.</p>")
+        welcome = QLabel(WELCOME)
         welcome.setWordWrap(True)
-        welcome.setAlignment(Qt.AlignTop)
+        welcome.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        welcome.setContentsMargins(24, 16, 24, 16)
         self.pages.addWidget(welcome)
-        self.run_pages: dict[str, RunPage] = {}
+        self.run_pages: dict[str, PipelinePage] = {}
         self.runs = RunsView(session)
+        self.runs.use_config_requested.connect(self.use_config)
         self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(False)
         self.tabs.addTab(self.pages, "Run")
         self.tabs.addTab(self.runs, "Runs")
-        self.tabs.currentChanged.connect(lambda i: self.runs.refresh() if i == 1 else None)
+        self.tabs.currentChanged.connect(lambda i: self.runs.refresh() if self.tabs.widget(i) is self.runs else None)
         split = QSplitter()
         split.addWidget(self.tree)
         split.addWidget(self.tabs)
-        split.setSizes([260, 1020])
+        split.setStretchFactor(1, 1)
+        split.setSizes([290, 990])
         self.setCentralWidget(split)
-        self._fill_tree()
-        self.statusBar().showMessage(f"home: {session.home}")
+        self.dialog: DetailDialog | None = None
+        broken = len(session.plugins.broken)
+        note = f" · {broken} plugin{'s' if broken != 1 else ''} could not be loaded" if broken else ""
+        self.statusBar().showMessage(f"{len(session.plugins.plugins)} plugins{note} · home {session.home}")
+        self.error_line = ErrorLine()
+        self.statusBar().addPermanentWidget(self.error_line)
 
-    def _fill_tree(self) -> None:
-        for result in self.session.plugins.results:
-            top = QTreeWidgetItem([result.plugin.title if result.plugin else f"{result.name} (broken)"])
-            top.setData(0, Qt.UserRole, ("plugin", result.name))
-            self.tree.addTopLevelItem(top)
-            if result.plugin is None:
-                top.setForeground(0, QBrush(QColor("#b00020")))
-                top.setToolTip(0, result.error)
-                child = QTreeWidgetItem([result.error[:80]])
-                child.setForeground(0, QBrush(QColor("#b00020")))
-                child.setData(0, Qt.UserRole, ("broken", result.name))
-                top.addChild(child)
-                continue
-            for spec in result.plugin.pipelines:
-                label = spec.title if spec.status == "ready" else f"{spec.title} — not built yet"
-                item = QTreeWidgetItem([label])
-                item.setData(0, Qt.UserRole, ("pipeline", result.name, spec.id))
-                item.setToolTip(0, spec.description)
-                if spec.status != "ready":
-                    item.setForeground(0, QBrush(QColor("#999")))
-                top.addChild(item)
-            top.setExpanded(True)
+    def report_error(self, message: str, detail: str = "") -> None:
+        """An unexpected error: one line in the status bar, the detail one click away."""
+        self.error_line.show_error(message, detail, title="Unexpected error")
 
-    def _clicked(self, item: QTreeWidgetItem, _column: int = 0) -> None:
-        data = item.data(0, Qt.UserRole)
-        if not data:
-            return
-        if data[0] == "broken":
-            self.show_broken(data[1])
-        elif data[0] == "pipeline":
-            self.open_pipeline(data[1], data[2])
+    def show_broken(self, name: str) -> DetailDialog:
+        return self.tree.show_broken(name)
 
-    def show_broken(self, name: str) -> QMessageBox:
-        result = next(r for r in self.session.plugins.results if r.name == name)
-        box = QMessageBox(QMessageBox.Warning, f"Plugin {name} is broken",
-                          f"The plugin '{name}' could not be loaded; the others work.\n\n{result.error}", parent=self)
-        box.setDetailedText(result.detail or result.error)  # the traceback, one click away
-        box.open()
-        return box
-
-    def open_pipeline(self, plugin_name: str, pipeline_id: str) -> RunPage:
+    def open_pipeline(self, plugin_name: str, pipeline_id: str) -> PipelinePage:
         key = f"{plugin_name}.{pipeline_id}"
         if key not in self.run_pages:
             plugin = self.session.plugins.get(plugin_name)
-            page = RunPage(self.session, plugin, plugin.pipeline(pipeline_id))
-            page.run_finished.connect(lambda *_: self.runs.refresh())
+            page = PipelinePage(self.session, plugin, plugin.pipeline(pipeline_id))
+            page.jobs.run_finished.connect(self._run_finished)
+            page.jobs.run_started.connect(lambda run_id: self.runs.refresh())
+            page.jobs.show_run_requested.connect(self.show_run)
             self.run_pages[key] = page
             self.pages.addWidget(page)
         self.pages.setCurrentWidget(self.run_pages[key])
         self.tabs.setCurrentIndex(0)
+        item = self.tree.item_for(plugin_name, pipeline_id)
+        if item is not None and self.tree.currentItem() is not item:
+            self.tree.setCurrentItem(item)
         return self.run_pages[key]
 
+    def _run_finished(self, run_id: str, status: str) -> None:
+        self.runs.refresh()
+        self.statusBar().showMessage(f"run {run_id} {status}", 10_000)
+
+    def show_run(self, run_id: str) -> None:
+        self.tabs.setCurrentWidget(self.runs)
+        self.runs.refresh()
+        self.runs.select_runs([run_id])
+
+    def use_config(self, run_id: str) -> None:
+        """Open the run's pipeline with the run's settings filled in."""
+        run = self.session.store.get_run(run_id)
+        try:
+            page = self.open_pipeline(run["plugin"], run["pipeline"])
+        except Exception as exc:  # noqa: BLE001 - e.g. the plugin is no longer installed
+            self.statusBar().showMessage(f"cannot open {run['plugin']}.{run['pipeline']}: {exc}", 10_000)
+            return
+        page.form.set_values(run["config"])
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
-        running = [j for j in self.session.engine.jobs.values() if not j.done]
-        for job in running:
-            job.cancel(grace_s=5)
+        for job in list(self.session.engine.jobs.values()):
+            if not job.done:
+                job.cancel(grace_s=5)  # never waits: the worker is stopped by the engine's own thread
         super().closeEvent(event)
