@@ -1,75 +1,141 @@
-"""An independent float64 evaluation of an L3-family Keras .h5, straight from its config and
-weights in plain numpy (explicit framing, im2col convolutions, NHWC throughout). It shares
-no code with the torch importer, so agreement between the two checks both."""
+"""An independent float64 evaluation of an L3-family Keras .h5 model, straight from its config and
+weights in plain numpy: explicit framing and matrix products for kapre's STFT, a loop over kernel
+offsets with einsum for each convolution, channels_last (H, W, C) arrays throughout, one example
+at a time. It shares no code with the torch importer, so agreement checks both.
+
+Also locates the shared reference model (never copied into the repository)."""
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import h5py
 import numpy as np
 
+_REPO = Path(__file__).resolve().parents[3]
+SHARED_CANDIDATES = (_REPO.parent / "shared", _REPO / "shared")
+SEA64_NAME = "edgel3_sea_ust_audio_emb_64.h5"
 
-def _w(f, name):
+
+def reference_model(name: str = SEA64_NAME) -> Path | None:
+    for shared in SHARED_CANDIDATES:
+        path = shared / "reference-models" / name
+        if path.is_file():
+            return path
+    return None
+
+
+def _arrays(root, name):
     out = {}
-    if name in f["model_weights"]:
-        f["model_weights"][name].visititems(
-            lambda k, v: out.__setitem__(k.split("/")[-1].split(":")[0], np.asarray(v, dtype=np.float64)) if hasattr(v, "shape") else None)
+    if name in root:
+        def grab(key, obj):
+            if hasattr(obj, "shape"):
+                out[key.split("/")[-1].split(":")[0]] = np.asarray(obj, dtype=np.float64)
+        root[name].visititems(grab)
     return out
 
 
-def _pad_same(n, k, s):
+def _tf_same(n, k, s):
     out = math.ceil(n / s)
     total = max((out - 1) * s + k - n, 0)
     return total // 2, total - total // 2
 
 
+def _db(x):
+    log = 10.0 * np.log10(np.maximum(x, 1e-10))
+    return np.maximum(log - log.max(), -80.0)
+
+
+def _stft_power(audio, cfg, w):
+    n_dft, hop = w["real_kernels"].shape[0], cfg["n_hop"]
+    if cfg.get("padding", "same") == "same":
+        before, after = _tf_same(len(audio), n_dft, hop)
+        audio = np.concatenate([np.zeros(before), audio, np.zeros(after)])
+    count = (len(audio) - n_dft) // hop + 1
+    frames = np.stack([audio[i * hop:i * hop + n_dft] for i in range(count)])  # (T, n_dft)
+    re = frames @ w["real_kernels"].reshape(n_dft, -1)
+    im = frames @ w["imag_kernels"].reshape(n_dft, -1)
+    return re ** 2 + im ** 2  # (T, F)
+
+
+def _conv(x, cfg, w):
+    kernel = w["kernel"]  # (kh, kw, cin, cout)
+    kh, kw = kernel.shape[:2]
+    sh, sw = cfg.get("strides", [1, 1])
+    if cfg.get("padding", "valid") == "same":
+        (t, b), (l, r) = _tf_same(x.shape[0], kh, sh), _tf_same(x.shape[1], kw, sw)
+        x = np.pad(x, ((t, b), (l, r), (0, 0)))
+    oh, ow = (x.shape[0] - kh) // sh + 1, (x.shape[1] - kw) // sw + 1
+    out = np.zeros((oh, ow, kernel.shape[3]))
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw, :]
+            out += np.einsum("hwc,co->hwo", patch, kernel[i, j])
+    return out + w["bias"] if cfg.get("use_bias", True) else out
+
+
+def _act(x, name):
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    if name == "linear":
+        return x
+    raise NotImplementedError(name)
+
+
+def _maxpool(x, cfg):
+    ph, pw = cfg["pool_size"]
+    sh, sw = cfg.get("strides") or cfg["pool_size"]
+    if cfg.get("padding", "valid") == "same":
+        (t, b), (l, r) = _tf_same(x.shape[0], ph, sh), _tf_same(x.shape[1], pw, sw)
+        x = np.pad(x, ((t, b), (l, r), (0, 0)), constant_values=-np.inf)
+    oh, ow = (x.shape[0] - ph) // sh + 1, (x.shape[1] - pw) // sw + 1
+    return np.stack([[x[i * sh:i * sh + ph, j * sw:j * sw + pw].max(axis=(0, 1)) for j in range(ow)] for i in range(oh)])
+
+
 def evaluate(path, audio: np.ndarray) -> np.ndarray:
-    """audio: (samples,) mono at the model's rate -> embedding (float64)."""
+    """audio: (samples,) mono at the model's rate -> the model's output for it (float64)."""
+    audio = np.asarray(audio, dtype=np.float64)
     with h5py.File(path, "r") as f:
-        layers = json.loads(f.attrs["model_config"])["config"]["layers"]
+        config = json.loads(f.attrs["model_config"])
+        layers = config["config"]["layers"] if isinstance(config["config"], dict) else config["config"]
+        root = f["model_weights"] if "model_weights" in f else f
         x = None
         for layer in layers:
             cls, cfg = layer["class_name"], layer["config"]
-            w = _w(f, cfg["name"])
-            if cls == "InputLayer":
+            w = _arrays(root, cfg["name"])
+            if cls == "InputLayer" or cls == "Dropout":
                 continue
-            if cls == "Melspectrogram":
-                n_dft, hop = cfg["n_dft"], cfg["n_hop"]
-                a, b = _pad_same(len(audio), n_dft, hop)
-                sig = np.concatenate([np.zeros(a), audio.astype(np.float64), np.zeros(b)])
-                n_frames = (len(sig) - n_dft) // hop + 1
-                frames = np.stack([sig[i * hop:i * hop + n_dft] for i in range(n_frames)])  # (T, n_dft)
-                re = frames @ w["real_kernels"].reshape(n_dft, -1)
-                im = frames @ w["imag_kernels"].reshape(n_dft, -1)
-                power = re ** 2 + im ** 2  # (T, F)
-                mel = power @ w["Variable"]  # (T, M)
-                if cfg["power_melgram"] != 2.0:
-                    mel = np.sqrt(mel) ** cfg["power_melgram"]
-                db = 10 * np.log10(np.maximum(mel, 1e-10))
-                db = np.maximum(db - db.max(), -80.0)
-                x = db.T[:, :, None]  # NHWC without batch: (mel, time, 1)
+            if cls in ("Melspectrogram", "Spectrogram"):
+                assert cfg.get("image_data_format", "channels_last") == "channels_last"
+                spec = _stft_power(audio, cfg, w)  # (T, F), power
+                if cfg.get("power_spectrogram", 2.0) != 2.0:
+                    spec = np.sqrt(spec) ** cfg["power_spectrogram"]
+                if cfg.get("return_decibel_spectrogram", False):
+                    spec = _db(spec)
+                if cls == "Melspectrogram":
+                    spec = spec @ w["Variable"]
+                    if cfg.get("power_melgram", 1.0) != 2.0:
+                        spec = np.sqrt(spec) ** cfg["power_melgram"]
+                    if cfg.get("return_decibel_melgram", False):
+                        spec = _db(spec)
+                x = spec.T[:, :, None]  # (freq, time, 1)
             elif cls == "BatchNormalization":
-                x = (x - w["moving_mean"]) / np.sqrt(w["moving_variance"] + cfg["epsilon"]) * w["gamma"] + w["beta"]
+                gamma, beta = w.get("gamma", 1.0), w.get("beta", 0.0)
+                x = (x - w["moving_mean"]) / np.sqrt(w["moving_variance"] + cfg["epsilon"]) * gamma + beta
             elif cls == "Conv2D":
-                k = w["kernel"]  # (kh, kw, in, out)
-                kh, kw = k.shape[:2]
-                (t, bo), (l, r) = _pad_same(x.shape[0], kh, 1), _pad_same(x.shape[1], kw, 1)
-                xp = np.pad(x, ((t, bo), (l, r), (0, 0)))
-                h, wd = x.shape[:2]
-                cols = np.stack([xp[i:i + h, j:j + wd, :] for i in range(kh) for j in range(kw)], axis=2)  # (h, w, kh*kw, in)
-                x = np.einsum("hwpc,pco->hwo", cols, k.reshape(kh * kw, k.shape[2], k.shape[3])) + w["bias"]
-                if cfg["activation"] == "relu":
-                    x = np.maximum(x, 0)
+                assert cfg.get("data_format", "channels_last") == "channels_last"
+                x = _act(_conv(x, cfg, w), cfg.get("activation", "linear"))
             elif cls == "Activation":
-                assert cfg["activation"] == "relu"
-                x = np.maximum(x, 0)
+                x = _act(x, cfg["activation"])
             elif cls == "MaxPooling2D":
-                ph, pw = cfg["pool_size"]
-                h, wd = x.shape[0] // ph, x.shape[1] // pw
-                x = x[:h * ph, :wd * pw].reshape(h, ph, wd, pw, -1).max(axis=(1, 3))
+                x = _maxpool(x, cfg)
+            elif cls == "GlobalMaxPooling2D":
+                x = x.max(axis=(0, 1))
             elif cls == "Flatten":
-                x = x.reshape(-1)
+                x = x.reshape(-1)  # C-order over (H, W, C): Keras's channels_last order
+            elif cls == "Dense":
+                x = _act(x @ w["kernel"] + (w["bias"] if cfg.get("use_bias", True) else 0.0), cfg.get("activation", "linear"))
             else:
                 raise NotImplementedError(cls)
     return x
