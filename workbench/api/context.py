@@ -53,6 +53,17 @@ class RunContext(abc.ABC):
     def component(self, kind: str, key: str) -> Any:
         """Import and return a registered component of this plugin."""
 
+    def profile(self, model: Any, example_input: Any, **options: Any) -> dict[str, Any]:
+        """Measure ``model`` with the host profiler (parameters, storage, activation memory, MACs,
+        latency; keys as ``workbench.core.profiling.profile_model``), so every plugin is measured alike.
+        ``options``: device, threads, warmup, repeats."""
+        raise NotImplementedError(f"{type(self).__name__} cannot profile models")
+
+    def export(self, model: Any, example_input: Any, path: str | Path, format: str, **options: Any) -> dict[str, Any]:  # noqa: A002
+        """Export ``model`` (``format``: onnx | torchscript) with the host exporter, checked against
+        PyTorch (``workbench.core.export.export_model``); the file is not recorded as an artifact."""
+        raise NotImplementedError(f"{type(self).__name__} cannot export models")
+
     def cache_dir(self, name: str) -> Path:
         """A folder under the home shared by all runs, e.g. ``cache_dir('sea-embeddings')``."""
         path = self.home / "cache" / name

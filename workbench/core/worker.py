@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .host_tools import HostTools
 from workbench.api import (
     ArtifactEvent,
     Cancelled,
@@ -51,7 +52,7 @@ def resolve_device(requested: str) -> str:
     return requested
 
 
-class WorkerContext(RunContext):
+class WorkerContext(HostTools, RunContext):
     def __init__(self, plugin: Plugin, run_id: str, seed: int, run_dir: Path, home: Path, device: str,
                  queue: Any, cancel_event: Any, resume: bool):
         self.plugin, self.run_id, self.seed = plugin, run_id, seed

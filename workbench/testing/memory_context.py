@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Generator, Mapping
 
+from workbench.core.host_tools import HostTools
 from workbench.core.worker import read_checkpoint, write_checkpoint
 from workbench.api import (
     ArtifactEvent,
@@ -32,7 +33,7 @@ from workbench.api import (
 
 
 
-class MemoryContext(RunContext):
+class MemoryContext(HostTools, RunContext):
     def __init__(
         self,
         run_dir: str | Path | None = None,
