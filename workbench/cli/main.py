@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and inspect what it gains and loses. With no command, opens the desktop window.",
         epilog="Plugins add their own commands: `workbench PLUGIN --help` (e.g. `workbench sea --help`).",
     )
+    p.add_argument("--selftest", action="store_true",
+                   help="check this installation: open the window offscreen and run each plugin's smoke "
+                   "pipelines in a temporary store; exit 0 if all pass")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     s = sub.add_parser("plugins", help="list discovered plugins, their pipelines and any broken plugin")
     s.add_argument("--json", action="store_true")
@@ -66,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return _plugin_command(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.selftest:
+        from workbench.api import load_target
+
+        # By name, like the GUI below: the self-test opens the window, the CLI layer never imports Qt.
+        return int(load_target("workbench.selftest:main")())
     if args.command in (None, "gui"):
         from workbench.api import load_target
 
