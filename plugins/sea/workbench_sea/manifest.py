@@ -1,11 +1,22 @@
 """SEA plugin manifest: imported at discovery, so it imports nothing heavy."""
 from __future__ import annotations
 
-from workbench.api import ComponentSpec, DemoSpec, PipelineSpec, Plugin, ProfileTargetSpec
+from workbench.api import ComponentSpec, DemoSpec, PipelineSpec, Plugin, ProfileTargetSpec, ViewSpec
 
-from .configs import DistillConfig, EmbedConfig
+from .configs import DistillConfig, EmbedConfig, SweepConfig
 
 _P = "workbench_sea.pipelines"
+_V = "workbench_sea.views"
+
+# a tiny run for the contract tests: 1 clip per class and fold (of 4 folds), 1 epoch, 2 folds tested
+SMOKE = {"demo_clips_per_class_per_fold": 1, "max_clips": 40, "hop_s": 1.0, "sample_size": 100, "epochs": 1,
+         "student_width": 0.125, "eval_folds": 2, "mlp_epochs": 50, "scratch_baseline": False, "profile": False,
+         "export_onnx": False, "export_torchscript": False, "projection_points": 100}
+
+# the demo student: 4/8/16/8 -> 64 channels (SEA-64 widths x 1/8); under 0.12 MB of activations on the
+# host profiler against the aiSFX teacher's ~4.95 MB, i.e. > 30x, and ~0.18 MB of storage against 19 MB
+DEMO = {"hop_s": 0.5, "sampler": "random", "sample_size": 2000, "reduction": "pca", "reduced_dim": 64,
+        "student_width": 0.125, "epochs": 15, "patience": 4, "scratch_epochs": 2, "mlp_epochs": 300}
 
 plugin = Plugin(
     name="sea",
@@ -17,10 +28,15 @@ plugin = Plugin(
         PipelineSpec("embed", "Embed a dataset with a teacher", EmbedConfig, f"{_P}.embed:run",
                      description="Teacher embeddings of every clip into the shared, content-addressed cache.",
                      smoke={"teacher": "aisfx", "demo_clips_per_class_per_fold": 1, "max_clips": 4, "hop_s": 1.0}),
-        PipelineSpec("distill", "Distill a SEA student", DistillConfig, f"{_P}.distill:run", status="planned",
-                     description="Sample, reduce, train the student, evaluate downstream (issue: SEA part 2)."),
-        PipelineSpec("sweep", "Sweep strategies x reductions x sizes", DistillConfig, f"{_P}.sweep:run",
-                     status="planned"),
+        PipelineSpec("distill", "Distill a SEA student", DistillConfig, f"{_P}.distill:run", resumable=True,
+                     description="Sample teacher embeddings, fit a reduction, train the student by MSE to the "
+                     "reduced embeddings, evaluate it downstream (fold-wise MLP) and by its footprint.",
+                     smoke=SMOKE),
+        PipelineSpec("sweep", "Sweep strategies x reductions x sizes", SweepConfig, f"{_P}.sweep:run",
+                     description="Every combination of samplers, reductions, output sizes and widths, distilled "
+                     "and evaluated on the same teacher embeddings; a Pareto view of accuracy against cost.",
+                     smoke={**SMOKE, "samplers": ["random", "spl"], "reductions": ["pca"], "reduced_dims": [64],
+                            "student_widths": [0.125]}),
     ],
     components=[
         ComponentSpec("teachers", "aisfx", "workbench_sea.compute.teachers:load_teacher", "aiSFX (pretrained CNN, 512-d)"),
@@ -32,7 +48,16 @@ plugin = Plugin(
         ComponentSpec("datasets", "sonyc-ust", "workbench_sea.compute.dataset_readers:read_sonyc_ust", "SONYC-UST"),
         ComponentSpec("datasets", "folders", "workbench_sea.compute.dataset_readers:read_folders", "One folder per class"),
     ],
-    profile_targets=[ProfileTargetSpec("embed", f"{_P}.embed:build_model", models=("teacher",), exportable=("teacher",))],
+    views=[
+        ViewSpec("sea.scatter", "Embeddings: teacher vs student", ("sea-projection",), f"{_V}:scatter_view"),
+        ViewSpec("sea.sampling", "Sampling coverage", ("sea-sampling-projection",), f"{_V}:sampling_view"),
+        ViewSpec("sea.training", "Training curves", ("sea-training",), f"{_V}:training_view"),
+        ViewSpec("sea.pareto", "Accuracy vs cost", ("sea-results", "sea-sweep"), f"{_V}:pareto_view"),
+    ],
+    profile_targets=[ProfileTargetSpec("embed", f"{_P}.embed:build_model", models=("teacher",), exportable=("teacher",)),
+                     ProfileTargetSpec("distill", f"{_P}.distill:build_model", models=("student", "teacher"),
+                                       exportable=("student",))],
     cli="workbench_sea.cli:main",
-    demo=DemoSpec("embed", {"hop_s": 1.0}, "Generates the synthetic urban-sound demo dataset and caches aiSFX teacher embeddings."),
+    demo=DemoSpec("distill", DEMO, "Generates the synthetic urban-sound demo dataset, embeds it with the aiSFX teacher, "
+                  "samples and reduces the embeddings, distils a SEA student and evaluates both (10-fold CV, host profiler)."),
 )
