@@ -19,6 +19,8 @@ from .events import (
     Progress,
     StatusEvent,
 )
+from .flow import FLOW_VERSION, STEP_KINDS, STEP_TITLES, FlowSpec, StepSpec
+from .preview import Image, Preview, PreviewContext, Scatter, Table, human_bytes, human_count
 from .plugin import (
     API_VERSION,
     CliHost,

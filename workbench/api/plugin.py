@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .errors import DuplicateComponentError, PluginError, UnknownComponentError
+from .flow import FlowSpec
 
 #: Bumped when the contract changes incompatibly. A plugin declares the version it targets.
 API_VERSION = 1
@@ -97,6 +98,9 @@ class Plugin:
     #: "module:function" main(argv, host) -> int, reached as ``workbench <name> ...``
     cli: str | None = None
     demo: DemoSpec | None = None
+    #: guided flows (teacher → data → sampling → student → distill → inspect), one per pipeline;
+    #: optional, so plugins written before flows existed keep working unchanged
+    flows: list[FlowSpec] = field(default_factory=list)
 
     # -- lookups ---------------------------------------------------------------
     def pipeline(self, pipeline_id: str) -> PipelineSpec:
@@ -108,6 +112,9 @@ class Plugin:
 
     def profile_target(self, pipeline_id: str) -> ProfileTargetSpec | None:
         return next((t for t in self.profile_targets if t.pipeline == pipeline_id), None)
+
+    def flow(self, pipeline_id: str) -> FlowSpec | None:
+        return next((f for f in self.flows if f.pipeline == pipeline_id), None)
 
     def registry(self) -> "Registry":
         return Registry(self.components)
@@ -137,6 +144,15 @@ class Plugin:
                 raise PluginError(f"profile target names unknown pipeline {t.pipeline!r}")
         if self.demo and self.demo.pipeline not in seen:
             raise PluginError(f"demo names unknown pipeline {self.demo.pipeline!r}")
+        flow_pipelines: set[str] = set()
+        for flow in self.flows:
+            if flow.pipeline in flow_pipelines:
+                raise PluginError(f"two flows for pipeline {flow.pipeline!r}")
+            flow_pipelines.add(flow.pipeline)
+            fields = list(self.pipeline(flow.pipeline).config.model_fields) if flow.pipeline in seen else []
+            problems = flow.problems(fields, seen)
+            if problems:
+                raise PluginError("; ".join(problems))
 
 
 class Registry:

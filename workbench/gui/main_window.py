@@ -19,7 +19,10 @@ WELCOME = """
 <h2 style='margin-bottom:4px'>Distillation Workbench</h2>
 <p style='color:#555'>Distil a large teacher into a compact student for your domain, and see what it costs and
 what it loses.</p>
-<p>Pick a pipeline on the left. Its settings — teacher, domain data, sampling strategy, student — form a page
+<p><b>New here?</b> Start with a <b style='color:#1f6feb'>▶ Guided</b> entry on the left: it walks through
+teacher → domain data → sampling → student → distill → inspect, and shows what each choice means before anything
+is trained.</p>
+<p>Or pick a pipeline on the left. Its settings — teacher, domain data, sampling strategy, student — form a page
 with help on every field; <b>Run</b> starts it in a worker process, with progress and live curves.
 Every run is kept in the <b>Runs</b> tab, where runs can be filtered, sorted, inspected and compared.</p>
 """
@@ -107,6 +110,8 @@ class MainWindow(QMainWindow):
         self.setStyleSheet(STYLE)
         self.tree = PluginTree(session.plugins.results)
         self.tree.pipeline_selected.connect(self.open_pipeline)
+        self.tree.flow_selected.connect(self.open_flow)
+        self.flow_pages: dict = {}
         self.pages = QStackedWidget()
         welcome = QLabel(WELCOME)
         welcome.setWordWrap(True)
@@ -157,6 +162,25 @@ class MainWindow(QMainWindow):
         if item is not None and self.tree.currentItem() is not item:
             self.tree.setCurrentItem(item)
         return self.run_pages[key]
+
+    def open_flow(self, plugin_name: str, pipeline_id: str):
+        """The plugin's guided flow for a pipeline (teacher → data → sampling → student → distill → inspect)."""
+        from .flow import FlowPage
+        from .settings import Settings
+
+        key = f"{plugin_name}.{pipeline_id}"
+        if key not in self.flow_pages:
+            plugin = self.session.plugins.get(plugin_name)
+            settings = getattr(self, "settings", None) or Settings(self.session.home / "gui-settings.ini")
+            page = FlowPage(self.session, plugin, plugin.pipeline(pipeline_id), plugin.flow(pipeline_id), settings)
+            page.run_finished.connect(self._run_finished)
+            page.run_started.connect(lambda run_id: self.runs.refresh())
+            page.show_run_requested.connect(self.show_run)
+            self.flow_pages[key] = page
+            self.pages.addWidget(page)
+        self.pages.setCurrentWidget(self.flow_pages[key])
+        self.tabs.setCurrentIndex(0)
+        return self.flow_pages[key]
 
     def _run_finished(self, run_id: str, status: str) -> None:
         self.runs.refresh()

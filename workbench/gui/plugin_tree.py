@@ -13,6 +13,7 @@ GREY = "#8a8f98"
 
 class PluginTree(QTreeWidget):
     pipeline_selected = Signal(str, str)  # plugin name, pipeline id
+    flow_selected = Signal(str, str)  # plugin name, pipeline id of a guided flow
 
     def __init__(self, results, parent=None):
         super().__init__(parent)
@@ -50,6 +51,13 @@ class PluginTree(QTreeWidget):
             top.setToolTip(0, f"{plugin.name} {plugin.version}\n{plugin.description}".strip())
             top.setData(0, Qt.UserRole, ("plugin", plugin.name))
             self.addTopLevelItem(top)
+            for flow in getattr(plugin, "flows", []):  # guided flows first: where a newcomer starts
+                spec = plugin.pipeline(flow.pipeline)
+                item = QTreeWidgetItem([f"▶ Guided: {flow.title or spec.title}"])
+                item.setData(0, Qt.UserRole, ("flow", plugin.name, flow.pipeline))
+                item.setToolTip(0, f"Step by step: {' → '.join(s.display_title for s in flow.steps)}")
+                item.setForeground(0, QBrush(QColor("#1f6feb")))
+                top.addChild(item)
             for spec in plugin.pipelines:
                 ready = spec.status == "ready"
                 item = QTreeWidgetItem([spec.title if ready else f"{spec.title} — not built yet"])
@@ -96,6 +104,8 @@ class PluginTree(QTreeWidget):
             self.show_broken(data[1])
         elif data[0] == "pipeline":
             self.pipeline_selected.emit(data[1], data[2])
+        elif data[0] == "flow":
+            self.flow_selected.emit(data[1], data[2])
 
     def show_broken(self, name: str) -> DetailDialog:
         result = next(r for r in self.results if r.name == name)

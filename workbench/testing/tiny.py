@@ -9,7 +9,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from workbench.api import ComponentSpec, DemoSpec, PipelineConfig, PipelineSpec, Plugin, ProfileTargetSpec, ViewSpec, component_field
+from workbench.api import (ComponentSpec, DemoSpec, FlowSpec, PipelineConfig, PipelineSpec, Plugin, ProfileTargetSpec,
+                           StepSpec, ViewSpec, component_field)
 
 
 class TinyFitConfig(PipelineConfig):
@@ -24,6 +25,8 @@ class TinyFitConfig(PipelineConfig):
     fail_at_epoch: int = Field(-1, ge=-1, description="Raise an error at this epoch (tests); -1 never.")
     data_file: str = Field("", description="Optional .npy file of inputs (N x 4) to fit instead of generated data.")
 
+
+_FLOW = "workbench.testing.tiny_flow"
 
 plugin = Plugin(
     name="tiny",
@@ -42,4 +45,15 @@ plugin = Plugin(
     views=[ViewSpec("tiny.weights", "Weights", ("model",), "workbench.testing.tiny_views:weights_view")],
     profile_targets=[ProfileTargetSpec("fit", "workbench.testing.tiny_pipeline:build_model")],
     demo=DemoSpec("fit", {"epochs": 3}, "Fits a tiny MLP for three epochs."),
+    flows=[FlowSpec("fit", title="Fit a tiny MLP, step by step", steps=(
+        StepSpec("teacher", (), f"{_FLOW}:teacher", description="The function the student imitates."),
+        StepSpec("data", ("data_file", "samples"), f"{_FLOW}:data",
+                 description="Generated samples, or your own N x 4 .npy file."),
+        StepSpec("sampling", ("batch_size",), f"{_FLOW}:sampling",
+                 description="How training samples are drawn into batches."),
+        StepSpec("student", ("student", "hidden"), f"{_FLOW}:student",
+                 description="The model family and its size, predicted before training."),
+        StepSpec("distill", ("epochs", "lr", "optimizer", "device")),
+        StepSpec("inspect"),
+    ))],
 )

@@ -1,0 +1,348 @@
+"""Previews of flow steps: run off the GUI thread, rendered from plain data.
+
+`PreviewRunner` calls a step's ``preview(config, ctx)`` on a short-lived thread and hands the
+`Preview` (or a readable error) back on the UI thread through a queued signal. A newer request
+supersedes an older one: the older one's context reports `cancelled` and its result is dropped,
+so typing in a field never queues up stale work. `PreviewView` renders a `Preview`: key
+figures, warnings, tables, images with markers and scatter plots.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (QGridLayout, QHeaderView, QLabel, QPushButton, QSizePolicy, QTableWidget,
+                               QTableWidgetItem, QVBoxLayout, QWidget)
+
+from workbench.api import Image, Preview, PreviewContext, Scatter, Table, WorkbenchError, load_target
+from workbench.viewkit.scatter import PALETTE
+
+from .messages import DetailDialog, ErrorLine, esc, fmt_value
+
+WARN = "#a15c00"
+
+
+class HostPreviewContext(PreviewContext):
+    """The host side of a preview: the plugin's registry and the host's profiler."""
+
+    def __init__(self, home: Path, plugin, token: threading.Event):
+        self.home = Path(home)
+        self._plugin = plugin
+        self._token = token
+
+    def profile(self, model: Any, example_input: Any, latency: bool = True) -> dict[str, Any]:
+        from workbench.core import profiling
+
+        if latency:
+            return profiling.profile_model(model, example_input, device="cpu", warmup=3, repeats=profiling.MIN_REPEATS)
+        # size, memory and compute only: no timed passes (a student preview must be quick)
+        was_training = model.training
+        model.eval()
+        try:
+            out: dict[str, Any] = dict(profiling.count_parameters(model))
+            out["storage_bytes"] = profiling.storage_bytes(model)
+            flops = profiling.count_flops(model, example_input)
+            out["flops"], out["macs"] = flops, flops // 2
+            out["activation_peak_bytes"], out["activation_method"] = profiling.activation_peak_bytes(model, example_input)
+            return out
+        finally:
+            model.train(was_training)
+
+    def component(self, kind: str, key: str) -> Any:
+        return self._plugin.registry().get(kind, key)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._token.is_set()
+
+
+class PreviewRunner(QObject):
+    """One preview at a time per step; `finished(generation, preview, error, detail)` on the UI thread."""
+
+    finished = Signal(int, object, str, str)
+
+    def __init__(self, home: Path, plugin, target: str, parent=None):
+        super().__init__(parent)
+        self.home, self.plugin, self.target = Path(home), plugin, target
+        self.generation = 0
+        self._token: threading.Event | None = None
+        self.busy = False
+
+    def request(self, config) -> int:
+        """Start a preview of `config`; an earlier one still running is told to stop and ignored."""
+        if self._token is not None:
+            self._token.set()
+        self.generation += 1
+        generation, token = self.generation, threading.Event()
+        self._token = token
+        self.busy = True
+        ctx = HostPreviewContext(self.home, self.plugin, token)
+        target, signal = self.target, self.finished
+
+        def work() -> None:  # not the UI thread: no widgets here
+            preview, error, detail = None, "", ""
+            try:
+                preview = load_target(target)(config, ctx)
+                if not isinstance(preview, Preview):
+                    raise TypeError(f"preview {target} returned {type(preview).__name__}, not a Preview")
+            except WorkbenchError as exc:
+                error, detail = str(exc), traceback.format_exc()
+            except Exception as exc:  # noqa: BLE001 - shown as a message, the traceback one click away
+                error, detail = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+            try:
+                signal.emit(generation, preview, error, detail)
+            except RuntimeError:  # the window was closed meanwhile
+                pass
+
+        threading.Thread(target=work, name=f"preview-{target}", daemon=True).start()
+        return generation
+
+    def accept(self, generation: int) -> bool:
+        """True when a finished preview is the newest one asked for (older ones are dropped)."""
+        if generation != self.generation:
+            return False
+        self.busy = False
+        return True
+
+    def stop(self) -> None:
+        if self._token is not None:
+            self._token.set()
+        self.generation += 1
+        self.busy = False
+
+
+# -- rendering --------------------------------------------------------------------------------
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return fmt_value(value, 4)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,d}"
+    return str(value)
+
+
+def table_widget(table: Table) -> QTableWidget:
+    w = QTableWidget(len(table.rows), len(table.columns))
+    w.setObjectName("previewTable")
+    w.setHorizontalHeaderLabels([str(c) for c in table.columns])
+    w.verticalHeader().setVisible(False)
+    w.setEditTriggers(QTableWidget.NoEditTriggers)
+    w.setAlternatingRowColors(True)
+    for r, row in enumerate(table.rows):
+        for c, value in enumerate(row):
+            item = QTableWidgetItem(_cell(value))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+            w.setItem(r, c, item)
+    w.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+    w.horizontalHeader().setStretchLastSection(True)
+    height = w.horizontalHeader().sizeHint().height() + sum(w.rowHeight(i) for i in range(min(len(table.rows), 12))) + 4
+    w.setFixedHeight(max(height, 40))
+    return w
+
+
+def _colormap(name: str):
+    try:
+        return pg.colormap.get(name)
+    except Exception:  # noqa: BLE001 - an unknown name: fall back rather than fail the preview
+        try:
+            return pg.colormap.get(name, source="matplotlib")
+        except Exception:  # noqa: BLE001
+            return pg.colormap.get("viridis")
+
+
+def image_widget(image: Image) -> pg.PlotWidget:
+    data = np.asarray(image.data, dtype=np.float32)
+    if data.ndim != 2:
+        raise ValueError(f"image {image.title!r}: expected a 2-D array, got shape {data.shape}")
+    plot = pg.PlotWidget(background="w")
+    plot.setTitle(esc(image.title), color="#333", size="10pt")
+    item = pg.ImageItem(data, axisOrder="row-major")
+    lut = _colormap(image.colormap).getLookupTable(nPts=256)
+    item.setLookupTable(lut)
+    finite = data[np.isfinite(data)]
+    levels = image.levels or ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
+    if levels[0] == levels[1]:
+        levels = (levels[0], levels[0] + 1.0)
+    item.setLevels(levels)
+    rows, cols = data.shape
+    x0, x1, y0, y1 = image.extent or (0.0, float(cols), 0.0, float(rows))
+    item.setRect(x0, y0, x1 - x0, y1 - y0)
+    plot.addItem(item)
+    plot.getPlotItem().invertY(True)  # rows top to bottom, as the array is printed
+    if image.points is not None and len(image.points):
+        pts = np.asarray(image.points, dtype=float).reshape(-1, 2)
+        sx, sy = (x1 - x0) / cols, (y1 - y0) / rows
+        marks = pg.ScatterPlotItem(x=x0 + (pts[:, 1] + 0.5) * sx, y=y0 + (pts[:, 0] + 0.5) * sy, size=7,
+                                   pen=pg.mkPen("#ffffff", width=1), brush=pg.mkBrush("#ff3b30"), symbol="o")
+        plot.addItem(marks)
+    plot.setLabel("bottom", image.x_label)
+    plot.setLabel("left", image.y_label)
+    plot.setAspectLocked(image.extent is None or abs((x1 - x0) / cols - (y1 - y0) / rows) < 1e-9)
+    plot.setMinimumHeight(220)
+    plot.image_item = item
+    return plot
+
+
+def scatter_widget(sc: Scatter) -> pg.PlotWidget:
+    x, y = np.asarray(sc.x, dtype=float), np.asarray(sc.y, dtype=float)
+    plot = pg.PlotWidget(background="w")
+    plot.setTitle(esc(sc.title), color="#333", size="10pt")
+    plot.showGrid(x=True, y=True, alpha=0.2)
+    legend = plot.addLegend(offset=(-10, 10), labelTextColor="#333")
+    labels = np.asarray(sc.labels) if sc.labels is not None else None
+    highlight = np.asarray(sc.highlight, dtype=bool) if sc.highlight is not None else None
+    if labels is not None:
+        for i, label in enumerate(np.unique(labels)):
+            m = labels == label
+            color = PALETTE[i % len(PALETTE)]
+            plot.addItem(pg.ScatterPlotItem(x=x[m], y=y[m], size=5, pen=None, brush=pg.mkBrush(color + "88"),
+                                            name=str(label)))
+    else:
+        plot.addItem(pg.ScatterPlotItem(x=x, y=y, size=5, pen=None, brush=pg.mkBrush("#9aa0a888"),
+                                        name="all" if highlight is not None else None))
+    if highlight is not None and highlight.any():
+        plot.addItem(pg.ScatterPlotItem(x=x[highlight], y=y[highlight], size=9, pen=pg.mkPen("#111", width=1.2),
+                                        brush=pg.mkBrush(0, 0, 0, 0), symbol="o",
+                                        name=f"sampled ({int(highlight.sum()):,d})"))
+    if not legend.items:
+        plot.getPlotItem().legend = None
+        legend.scene().removeItem(legend) if legend.scene() else None
+    plot.setLabel("bottom", sc.x_label)
+    plot.setLabel("left", sc.y_label)
+    plot.setMinimumHeight(260)
+    return plot
+
+
+class PreviewView(QWidget):
+    """Renders one `Preview`, a 'computing…' note, or an error with its detail one click away."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("previewView")
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.layout_.setSpacing(8)
+        self.error_line = ErrorLine()
+        self.note = QLabel()
+        self.note.setStyleSheet("color: #6b7280;")
+        self.note.setWordWrap(True)
+        self.layout_.addWidget(self.note)
+        self.layout_.addWidget(self.error_line)
+        self.body = QWidget()
+        self.layout_.addWidget(self.body)
+        self.layout_.addStretch(1)
+        self.preview: Preview | None = None
+        self.figure_labels: dict[str, QLabel] = {}
+        self.dialog: DetailDialog | None = None
+        self.show_note("")
+
+    def _replace_body(self) -> QVBoxLayout:
+        old = self.body
+        self.body = QWidget()
+        self.layout_.replaceWidget(old, self.body)
+        old.deleteLater()
+        col = QVBoxLayout(self.body)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(8)
+        return col
+
+    def show_note(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    def show_error(self, message: str, detail: str) -> None:
+        self.preview = None
+        self._replace_body()
+        self.show_note("")
+        self.error_line.show_error(f"Preview failed: {message}", detail, title="Preview failed")
+
+    def clear(self, note: str = "") -> None:
+        self.preview = None
+        self.error_line.clear()
+        self._replace_body()
+        self.show_note(note)
+
+    def show_preview(self, preview: Preview) -> None:
+        self.preview = preview
+        self.error_line.clear()
+        self.show_note("")
+        col = self._replace_body()
+        self.figure_labels = {}
+        if preview.summary:
+            summary = QLabel(esc(preview.summary))
+            summary.setWordWrap(True)
+            summary.setObjectName("previewSummary")
+            col.addWidget(summary)
+        if preview.figures:
+            grid_box = QWidget()
+            grid = QGridLayout(grid_box)
+            grid.setContentsMargins(0, 0, 0, 0)
+            grid.setHorizontalSpacing(18)
+            per_row = 3
+            for i, (name, value) in enumerate(preview.figures.items()):
+                cell = QLabel(f"<span style='color:#6b7280; font-size:11px'>{esc(name)}</span><br>"
+                              f"<span style='font-size:15px; font-weight:600'>{esc(value)}</span>")
+                cell.setTextInteractionFlags(Qt.TextSelectableByMouse)
+                self.figure_labels[name] = cell
+                grid.addWidget(cell, i // per_row, i % per_row)
+            col.addWidget(grid_box)
+        if preview.warnings:
+            shown = preview.warnings[:4]
+            more = len(preview.warnings) - len(shown)
+            text = "<br>".join(f"⚠ {esc(w)}" for w in shown)
+            if more:
+                text += f"<br>… and {more} more"
+            warn = QLabel(text)
+            warn.setObjectName("previewWarnings")
+            warn.setWordWrap(True)
+            warn.setStyleSheet(f"color: {WARN};")
+            col.addWidget(warn)
+            if more:
+                button = QPushButton(f"All {len(preview.warnings)} warnings…")
+                button.clicked.connect(self.show_all_warnings)
+                col.addWidget(button, 0, Qt.AlignLeft)
+        for table in preview.tables:
+            head = QLabel(f"<b>{esc(table.title)}</b>" + (f" <span style='color:#6b7280'>{esc(table.note)}</span>"
+                                                            if table.note else ""))
+            head.setWordWrap(True)
+            col.addWidget(head)
+            col.addWidget(table_widget(table))
+        plots: list[QWidget] = []
+        for image in preview.images:
+            plots.append(self._guard(image_widget, image, image.title))
+        for sc in preview.scatters:
+            plots.append(self._guard(scatter_widget, sc, sc.title))
+        if plots:
+            box = QWidget()
+            grid = QGridLayout(box)
+            grid.setContentsMargins(0, 0, 0, 0)
+            per_row = 2 if len(plots) > 1 else 1
+            for i, widget in enumerate(plots):
+                grid.addWidget(widget, i // per_row, i % per_row)
+            captions = [p.caption for p in (*preview.images, *preview.scatters) if p.caption]
+            col.addWidget(box)
+            if captions:
+                cap = QLabel(" · ".join(esc(c) for c in captions))
+                cap.setWordWrap(True)
+                cap.setStyleSheet("color: #6b7280; font-size: 11px;")
+                col.addWidget(cap)
+        self.body.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+
+    def _guard(self, make, item, title: str) -> QWidget:
+        try:
+            return make(item)
+        except Exception as exc:  # noqa: BLE001 - one bad plot must not hide the rest of the preview
+            line = ErrorLine()
+            line.show_error(f"{title}: cannot draw: {exc}", traceback.format_exc(), title="Preview plot failed")
+            return line
+
+    def show_all_warnings(self) -> DetailDialog:
+        warnings = self.preview.warnings if self.preview else []
+        self.dialog = DetailDialog("Warnings", f"{len(warnings)} warnings", "\n".join(warnings), self.window())
+        self.dialog.open()
+        return self.dialog
