@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-BUILTIN = ("plugins", "run", "resume", "runs", "show", "export", "profile", "demo", "gui")
+BUILTIN = ("plugins", "run", "resume", "runs", "show", "export", "profile", "report", "demo", "gui")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--repeats", type=int, default=30)
     s.add_argument("--json", action="store_true")
+    s = sub.add_parser("report", help="write a run's run card: a self-contained HTML report (the QA record)")
+    s.add_argument("run_id", metavar="RUN")
+    s.add_argument("-o", "--output", help="output file (default: run_card.html in the run's folder)")
     s = sub.add_parser("demo", help="run a plugin's end-to-end demo on generated data")
     s.add_argument("plugin")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -323,6 +326,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from workbench.core.report import write_run_card
+
+    path = write_run_card(_session(), args.run_id, args.output)
+    print(f"run card written to {path} ({path.stat().st_size:,d} bytes)")
+    return EXIT_OK
+
+
 def _plugin_command(name: str, argv: list[str]) -> int:
     from workbench.api import CliHost, WorkbenchError, load_target
     from workbench.core.paths import home
@@ -344,7 +355,7 @@ def _plugin_command(name: str, argv: list[str]) -> int:
 
 
 COMMANDS = {"plugins": cmd_plugins, "run": cmd_run, "resume": cmd_resume, "runs": cmd_runs, "show": cmd_show,
-            "export": cmd_export, "profile": cmd_profile, "demo": cmd_demo}
+            "export": cmd_export, "profile": cmd_profile, "report": cmd_report, "demo": cmd_demo}
 
 
 if __name__ == "__main__":
