@@ -120,7 +120,7 @@ def svg_lines(series: dict[str, tuple[list[float], list[float]]], title: str, x_
         return top + (1 - (y - y0) / (y1 - y0)) * h
 
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' "
-           f"font-size='10'><rect width='100%' height='100%' fill='white'/>",
+           f"font-size='10'><rect width='{width}' height='{height}' fill='white'/>",
            f"<text x='{left}' y='15' font-size='12' font-weight='bold'>{html.escape(title)}</text>"]
     for t in _ticks(y0, y1):
         out.append(f"<line x1='{left}' x2='{left + w}' y1='{sy(t):.1f}' y2='{sy(t):.1f}' stroke='#e6e9ee'/>"
@@ -203,7 +203,7 @@ def svg_scatter(sc: dict, width: int = 360, height: int = 280, max_points: int =
 
     names = sorted({str(v) for v in labels}) if labels is not None else []
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}'>"
-             "<rect width='100%' height='100%' fill='white' stroke='#ccc'/>"]
+             f"<rect width='{width}' height='{height}' fill='white' stroke='#ccc'/>"]
     for i in keep:
         color = COLORS[names.index(str(labels[i])) % len(COLORS)] if names else "#9aa0a8"
         parts.append(f"<circle cx='{sx(x[i]):.1f}' cy='{sy(y[i]):.1f}' r='2' fill='{color}' fill-opacity='0.6'/>")
