@@ -35,6 +35,8 @@ class Image:
     caption: str = ""
     #: extent of the data in axis units (x0, x1, y0, y1) for labelled axes; None: pixels
     extent: tuple[float, float, float, float] | None = None
+    #: "upper": row 0 at the top (a CT slice); "lower": row 0 at the bottom (a spectrogram)
+    origin: str = "upper"
 
 
 @dataclass

@@ -170,6 +170,9 @@ def _png(data: np.ndarray, cmap: str, levels: tuple[float, float] | None) -> str
 
 def svg_image(image: dict, max_side: int = 300) -> str:
     data = np.asarray(image.get("data") or [[0]], dtype=float)
+    if image.get("origin") == "lower":  # row 0 at the bottom
+        data = data[::-1]
+        image = {**image, "points": [[len(data) - 1 - r, c] for r, c in (image.get("points") or [])]}
     rows, cols = data.shape
     scale = max_side / max(rows, cols)
     w, h = max(int(cols * scale), 1), max(int(rows * scale), 1)

@@ -173,7 +173,7 @@ def image_widget(image: Image) -> pg.PlotWidget:
     x0, x1, y0, y1 = image.extent or (0.0, float(cols), 0.0, float(rows))
     item.setRect(x0, y0, x1 - x0, y1 - y0)
     plot.addItem(item)
-    plot.getPlotItem().invertY(True)  # rows top to bottom, as the array is printed
+    plot.getPlotItem().invertY(image.origin != "lower")  # "upper": rows top to bottom, as the array prints
     if image.points is not None and len(image.points):
         pts = np.asarray(image.points, dtype=float).reshape(-1, 2)
         sx, sy = (x1 - x0) / cols, (y1 - y0) / rows
