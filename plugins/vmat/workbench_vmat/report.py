@@ -343,7 +343,9 @@ def _footprint_table(footprint: Mapping[str, Any]) -> str:
             ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (t, s)) and s
             row.append(f"{t / s:,.2f}×" if ok else "")
         rows.append(row)
-    return _table(["", *map(_e, models), *(["teacher / student"] if ratio else [])], rows, "num")
+    table = _table(["", *map(_e, models), *(["teacher / student"] if ratio else [])], rows, "num")
+    scalars = [f"<code>{_e(k)}</code> {_fmt_footprint(k, v)}" for k, v in footprint.items() if not isinstance(v, Mapping)]
+    return table + (f"<p class='note'>{' · '.join(scalars)}</p>" if scalars else "")
 
 
 def _versions() -> dict[str, str]:
