@@ -61,3 +61,8 @@ plugin = Plugin(
     demo=DemoSpec("distill", DEMO, "Generates the synthetic urban-sound demo dataset, embeds it with the aiSFX teacher, "
                   "samples and reduces the embeddings, distils a SEA student and evaluates both (10-fold CV, host profiler)."),
 )
+
+# the guided flow (teacher → data → sampling → student → distill → inspect); declarations only
+from .flow import DISTILL_FLOW  # noqa: E402
+
+plugin.flows.append(DISTILL_FLOW)

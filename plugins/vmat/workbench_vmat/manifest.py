@@ -24,3 +24,8 @@ plugin = Plugin(
     cli="workbench_vmat.cli:main",
     demo=DemoSpec("cohort", {}, "Generates the synthetic prostate VMAT demo cohort (DICOM); training and distillation are not built yet."),
 )
+
+# the guided flow (teacher → data → sampling → student → distill → inspect); declarations only
+from .flow import DISTILL_FLOW  # noqa: E402
+
+plugin.flows.append(DISTILL_FLOW)
