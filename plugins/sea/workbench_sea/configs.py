@@ -37,8 +37,6 @@ class _DistillSettings(EmbedConfig):
     sample_size: int = Field(2000, ge=10, le=10_000_000, description="Teacher embeddings (frames) sampled to fit "
                              "the reduction; all frames when the dataset has fewer.")
     student_blocks: int = Field(4, ge=1, le=4, description="Conv blocks of the student (the SEA/L3 audio net has 4).")
-    student_width: float = Field(1.0, gt=0, le=4, description="Multiplier on the SEA conv widths (1: the published "
-                                 "widths for the output size); the last conv always has the output size.")
     epochs: int = Field(20, ge=1, le=1000, description="Maximum student training epochs.")
     lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate.")
     lr_schedule: Literal["plateau", "cosine", "step", "none"] = Field(
@@ -71,6 +69,8 @@ class DistillConfig(_DistillSettings):
     reduction: Reduction = Field("pca", description="Dimensionality reduction of teacher embeddings "
                                  "(none: the student learns the full teacher embedding).")
     reduced_dim: ReducedDim = Field(64, description="Dimensions after reduction = the student's output size.")
+    student_width: float = Field(1.0, gt=0, le=4, description="Multiplier on the SEA conv widths (1: the published "
+                                 "widths for the output size); the last conv always has the output size.")
 
 
 class SweepConfig(_DistillSettings):

@@ -10,12 +10,12 @@ _V = "workbench_sea.views"
 
 # a tiny run for the contract tests: 1 clip per class and fold (of 4 folds), 1 epoch, 2 folds tested
 SMOKE = {"demo_clips_per_class_per_fold": 1, "max_clips": 40, "hop_s": 1.0, "sample_size": 100, "epochs": 1,
-         "student_width": 0.125, "eval_folds": 2, "mlp_epochs": 50, "scratch_baseline": False, "profile": False,
+         "eval_folds": 2, "mlp_epochs": 50, "scratch_baseline": False, "profile": False,
          "export_onnx": False, "export_torchscript": False, "projection_points": 100}
 
 # the demo student: 4/8/16/8 -> 64 channels (SEA-64 widths x 1/8); under 0.12 MB of activations on the
 # host profiler against the aiSFX teacher's ~4.95 MB, i.e. > 30x, and ~0.18 MB of storage against 19 MB
-DEMO = {"hop_s": 0.5, "sampler": "random", "sample_size": 2000, "reduction": "pca", "reduced_dim": 64,
+DEMO = {"hop_s": 1.0, "demo_clips_per_class_per_fold": 3, "sampler": "random", "sample_size": 2000, "reduction": "pca", "reduced_dim": 64,
         "student_width": 0.125, "epochs": 15, "patience": 4, "scratch_epochs": 2, "mlp_epochs": 300}
 
 plugin = Plugin(
@@ -31,7 +31,7 @@ plugin = Plugin(
         PipelineSpec("distill", "Distill a SEA student", DistillConfig, f"{_P}.distill:run", resumable=True,
                      description="Sample teacher embeddings, fit a reduction, train the student by MSE to the "
                      "reduced embeddings, evaluate it downstream (fold-wise MLP) and by its footprint.",
-                     smoke=SMOKE),
+                     smoke={**SMOKE, "student_width": 0.125}),
         PipelineSpec("sweep", "Sweep strategies x reductions x sizes", SweepConfig, f"{_P}.sweep:run",
                      description="Every combination of samplers, reductions, output sizes and widths, distilled "
                      "and evaluated on the same teacher embeddings; a Pareto view of accuracy against cost.",

@@ -33,7 +33,7 @@ class CVResult:
         return {"mean": self.mean, "sd": self.sd, "per_fold": {str(k): v for k, v in self.per_fold.items()}}
 
 
-def tested_folds(folds: np.ndarray, limit: int = 0) -> list[int]:
+def folds_to_test(folds: np.ndarray, limit: int = 0) -> list[int]:
     """The folds to test: all folds in the metadata, or the first ``limit`` of them."""
     present = sorted(int(f) for f in np.unique(folds))
     if len(present) < 2:

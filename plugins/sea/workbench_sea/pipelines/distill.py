@@ -340,7 +340,7 @@ def distill(config: DistillConfig, ctx: RunContext):
     import torch
 
     from ..compute.clips import mean_pool, split_clips
-    from ..compute.downstream import tested_folds
+    from ..compute.downstream import folds_to_test
     from ..compute.students import example_input
     from ..compute.teachers import load_teacher
 
@@ -351,7 +351,7 @@ def distill(config: DistillConfig, ctx: RunContext):
         raise ConfigError(f"reduced_dim {config.reduced_dim} exceeds the teacher's {teacher.embedding_dim} dims",
                           key="reduced_dim")
     data, root = yield from load_frames(config, ctx, teacher)
-    folds = tested_folds(data.folds, config.eval_folds)
+    folds = folds_to_test(data.folds, config.eval_folds)
 
     yield Progress(0, 1, f"{config.sampler} sample of {config.sample_size}", phase="sample + reduce")
     idx, cov, reduction, reduced = sample_and_reduce(config, ctx, data)

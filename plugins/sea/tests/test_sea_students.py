@@ -1,0 +1,83 @@
+"""SEA students: widths from the reduction factors, the chunked log-mel front end, safe loading, footprint."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.api import ConfigError, InputError
+from workbench.testing.memory_context import MemoryContext
+from workbench_sea.compute.students import (L3_WIDTHS, REDUCTION_FACTORS, LogMel, SeaStudent, StudentSpec,
+                                            block_widths, build_student, example_input, load_student, save_student)
+
+REFERENCE = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference-models" / "edgel3_sea_ust_audio_emb_64.h5"
+
+
+@pytest.mark.parametrize("dim", sorted(REDUCTION_FACTORS))
+def test_widths_are_l3_widths_divided_by_the_sea_factors(dim):
+    widths = block_widths(StudentSpec(out_dim=dim))
+    expected = [L3_WIDTHS[i] // REDUCTION_FACTORS[dim][i] for i in range(4)]
+    assert [w[0] for w in widths] == expected
+    assert widths[-1][1] == dim  # the last conv is the embedding
+    assert build_student(StudentSpec(out_dim=dim, width=0.125))(torch.zeros(2, 8000)).shape == (2, dim)
+
+
+def test_width_and_depth_are_free_parameters():
+    assert block_widths(StudentSpec(64, width=0.5)) == [(16, 16), (32, 32), (64, 64), (32, 64)]
+    two = build_student(StudentSpec(64, width=0.25, blocks=2))
+    assert len(two.blocks) == 2 and two(torch.zeros(1, 8000)).shape == (1, 64)
+    with pytest.raises(ConfigError):
+        StudentSpec(64, blocks=5)
+    with pytest.raises(ConfigError):
+        StudentSpec(64, width=0)
+
+
+@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"published SEA-64 student not found at {REFERENCE}")
+def test_sea64_matches_the_published_students_conv_shapes():
+    from workbench_sea.compute.teachers import load_teacher
+
+    ref = load_teacher(f"keras-h5:{REFERENCE}")
+    ref_convs = [tuple(m.weight.shape) for m in ref.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    ours = [tuple(m.weight.shape) for m in SeaStudent(StudentSpec(64)).modules() if isinstance(m, torch.nn.Conv2d)]
+    assert ours == ref_convs
+    assert ref.sample_rate == 8000 and ref.window_s == 1.0 and ref.embedding_dim == 64
+
+
+def test_chunked_front_end_equals_one_pass():
+    import torchaudio
+
+    audio = torch.randn(3, 8000)
+    chunked = LogMel(chunk_frames=5)(audio)
+    whole = torchaudio.transforms.MelSpectrogram(sample_rate=8000, n_fft=1024, hop_length=160, n_mels=64,
+                                                 center=True, pad_mode="constant", power=2.0)(audio)
+    assert chunked.shape == (3, 1, 64, 51)
+    torch.testing.assert_close(chunked[:, 0], 10 * torch.log10(whole.clamp_min(1e-10)), atol=1e-3, rtol=1e-4)
+
+
+def test_save_and_load_roundtrip_and_bad_files(tmp_path):
+    spec = StudentSpec(64, width=0.125)
+    model = build_student(spec).eval()
+    path = tmp_path / "s.safetensors"
+    save_student(model, path, {})
+    back = load_student(path, spec.to_dict())
+    x = torch.randn(2, 8000)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model(x))
+    with pytest.raises(InputError) as err:
+        load_student(path, StudentSpec(128, width=0.125))
+    assert str(path) in str(err.value)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError) as err:
+        load_student(junk, spec)
+    assert "junk.safetensors" in str(err.value)
+
+
+def test_demo_student_footprint_on_the_host_profiler():
+    """The demo size (width 1/8) keeps peak activations under 4.95 MB / 30 (the aiSFX teacher's)."""
+    prof = MemoryContext().profile(build_student(StudentSpec(64, width=0.125)), example_input(), repeats=20)
+    assert prof["activation_peak_bytes"] < 4.95e6 / 30
+    assert prof["storage_bytes"] < 19.17e6 / 12
+    wider = MemoryContext().profile(build_student(StudentSpec(64, width=0.25)), example_input(), repeats=20)
+    assert wider["activation_peak_bytes"] > prof["activation_peak_bytes"]
