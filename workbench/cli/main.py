@@ -149,10 +149,15 @@ def _kinds():
 def cmd_run(args: argparse.Namespace) -> int:
     from workbench.core.config_io import build_config
 
+    from workbench.core.worker import run_follower, torchrun_rank
+
     session = _session()
     plugin, spec = session.plugins.resolve(args.pipeline)
     config = build_config(plugin, spec, args.config, args.set)
-    return _run_and_watch(session, plugin, spec, config, quiet=args.quiet, as_json=args.json)
+    rank, world = torchrun_rank()
+    if world > 1 and rank != 0:  # under torchrun only rank 0 records the run; the others just compute
+        return run_follower(plugin, spec.id, config.model_dump(mode="json"), session.home)
+    return _run_and_watch(session, plugin, spec, config, quiet=args.quiet or rank != 0, as_json=args.json)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

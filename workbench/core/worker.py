@@ -191,3 +191,40 @@ def worker_main(plugin: Plugin, pipeline_id: str, config_data: dict[str, Any], r
     queue.put(status)
     queue.close()
     queue.join_thread()
+
+
+# -- torchrun ranks other than 0 ------------------------------------------------------------
+class _Discard:
+    """An event queue nobody reads: a follower rank reports nothing to the host."""
+
+    def put(self, event: Any) -> None:
+        pass
+
+
+def torchrun_rank() -> tuple[int, int]:
+    """(rank, world size) when this process was started by torchrun, else (0, 1)."""
+    return int(os.environ.get("RANK", "0") or 0), int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def run_follower(plugin: Plugin, pipeline_id: str, config_data: dict[str, Any], home: str | Path) -> int:
+    """Run a pipeline as a non-zero torchrun rank: in this process, with a context whose
+    events go nowhere and whose run folder is a temporary one, so that only rank 0 (which
+    goes through the job engine as usual) writes to the store and the run's artifacts. The
+    pipeline joins the process group from the torchrun environment itself."""
+    import tempfile
+
+    rank, world = torchrun_rank()
+    spec = plugin.pipeline(pipeline_id)
+    config = spec.config.model_validate(config_data)
+    device = resolve_device(getattr(config, "device", "auto"))
+    with tempfile.TemporaryDirectory(prefix=f"workbench-rank{rank}-") as tmp:
+        ctx = WorkerContext(plugin, f"rank{rank}-of-{world}", getattr(config, "seed", 0), Path(tmp), Path(home),
+                            device, _Discard(), threading.Event(), False)
+        _seed(ctx.seed)
+        gen = load_target(spec.run)(config, ctx)
+        try:
+            for _ in gen:
+                pass
+        finally:
+            gen.close()
+    return 0

@@ -39,7 +39,8 @@ class TeacherConfig(PipelineConfig):
     """Train a large 3D dose network on a cohort's train split (val split for early stopping)."""
 
     cohort_dir: str = Field("", description="Cohort folder with a manifest (cohort.toml or cohort.csv); empty: the "
-                            "demo cohort (generated and cached on first use, as by vmat.cohort).")
+                            "demo cohort (generated and cached on first use, as by vmat.cohort); builtin:tiny: a tiny "
+                            "analytic cohort for smoke runs.")
     preset: Literal["tiny", "demo", "paper"] = Field(
         "demo", description="Network size and training budget. tiny: for tests; demo: a small teacher that trains in "
         "minutes on 2 CPU cores; paper: a residual 3D U-Net with >= 10 M parameters (train it on a GPU).")
@@ -81,8 +82,10 @@ class DistillConfig(TeacherConfig):
                                   "preset's.")
     student_epochs: int = Field(0, ge=0, le=5000, description="Student training epochs; 0: the preset's.")
     alpha: float = Field(1.0, ge=0, le=100, description="Weight of the teacher-output term (student vs teacher dose).")
-    beta: float = Field(0.1, ge=0, le=100, description="Weight of the feature term on the chosen layers.")
-    feature_layers: str = Field("bottleneck,dec1", description="Comma-separated layer pairs for the feature term: "
+    beta: float = Field(0.01, ge=0, le=100, description="Weight of the feature term on the chosen layers (each a "
+                        "mean squared error relative to the teacher feature's mean square: 1 = as large as the "
+                        "feature itself; the ground-truth term is an L1 in units of the prescription, ~0.01).")
+    feature_layers: str = Field("bottleneck,dec0", description="Comma-separated layer pairs for the feature term: "
                                 "a name used in both networks (e.g. bottleneck, enc1, dec1) or teacher=student; "
                                 "1x1x1 adapters map student widths to the teacher's.")
     student_only_baseline: bool = Field(True, description="Also train the same student from ground truth alone "

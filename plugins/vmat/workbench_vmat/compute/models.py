@@ -39,6 +39,7 @@ class ModelSpec:
     blocks: int = 1  # residual blocks per level
     residual: bool = True
     max_channels: int = 256
+    stem_stride: int = 1  # 2: the network works at half resolution and its output is up-sampled
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,13 +59,15 @@ class ModelSpec:
             raise ValueError(f"unknown architecture {self.arch!r} (known: {', '.join(ARCHITECTURES)})")
         if not (1 <= self.base_channels <= 512 and 1 <= self.levels <= 6 and 1 <= self.blocks <= 8):
             raise ValueError(f"model sizes out of range: {self}")
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {self.stem_stride}")
         if self.in_channels != 2:
             raise ValueError(f"in_channels must be 2 (CT, dose in water), got {self.in_channels}")
 
     @property
     def multiple(self) -> int:
         """Spatial sizes must be multiples of this (down-sampling steps)."""
-        return 2 ** (self.levels - 1) if self.arch == "unet" else 1
+        return self.stem_stride * (2 ** (self.levels - 1) if self.arch == "unet" else 1)
 
     def widths(self) -> list[int]:
         return [min(self.base_channels * 2 ** k, self.max_channels) for k in range(self.levels)]
@@ -85,6 +88,21 @@ class ResBlock(nn.Module):
         return x + self.conv2(self.act(self.conv1(self.act(x))))
 
 
+def _stem(in_channels: int, channels: int, stride: int) -> nn.Sequential:
+    if stride == 1:
+        return nn.Sequential(nn.Conv3d(in_channels, channels, 3, padding=1), nn.LeakyReLU(0.1))
+    # half resolution from the start: the dose correction is smooth at the voxel scale, and
+    # 8x fewer voxels is what makes a CPU student fast (thin 3D convolutions are memory-bound)
+    return nn.Sequential(nn.Conv3d(in_channels, channels, stride, stride=stride), nn.LeakyReLU(0.1),
+                         nn.Conv3d(channels, channels, 3, padding=1), nn.LeakyReLU(0.1))
+
+
+def _upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    if factor == 1:
+        return x
+    return nn.functional.interpolate(x, scale_factor=float(factor), mode="trilinear", align_corners=False)
+
+
 def _stage(channels: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
 
@@ -95,7 +113,7 @@ class UNet3D(nn.Module):
         spec.check()
         self.spec = spec
         w = spec.widths()
-        self.stem = nn.Sequential(nn.Conv3d(spec.in_channels, w[0], 3, padding=1), nn.LeakyReLU(0.1))
+        self.stem = _stem(spec.in_channels, w[0], spec.stem_stride)
         for k in range(spec.levels - 1):
             setattr(self, f"enc{k}", _stage(w[k], spec.blocks))
             setattr(self, f"down{k}", nn.Conv3d(w[k], w[k + 1], 2, stride=2))
@@ -122,7 +140,7 @@ class UNet3D(nn.Module):
             h = getattr(self, f"up{k}")(h)
             h = getattr(self, f"merge{k}")(torch.cat([h, skips[k]], dim=1))
             h = getattr(self, f"dec{k}")(h)
-        out = self.head(h)
+        out = _upsample(self.head(h), self.spec.stem_stride)
         return x[:, 1:2] + out if self.spec.residual else out
 
 
@@ -134,7 +152,7 @@ class PlainCNN3D(nn.Module):
         spec.check()
         self.spec = spec
         c = spec.base_channels
-        self.stem = nn.Sequential(nn.Conv3d(spec.in_channels, c, 3, padding=1), nn.LeakyReLU(0.1))
+        self.stem = _stem(spec.in_channels, c, spec.stem_stride)
         n = max(2, spec.levels)
         for k in range(n):
             setattr(self, f"block{k}", ResBlock(c, dilation=2 ** (k % 3)))
@@ -148,7 +166,7 @@ class PlainCNN3D(nn.Module):
         h = self.stem(x)
         for k in range(self.n_blocks):
             h = getattr(self, f"block{k}")(h)
-        out = self.head(h)
+        out = _upsample(self.head(h), self.spec.stem_stride)
         return x[:, 1:2] + out if self.spec.residual else out
 
 
@@ -193,37 +211,40 @@ def layer_channels(model: nn.Module, name: str) -> int:
 def layer_stride(model: nn.Module, name: str) -> int:
     """Down-sampling factor of a named layer's output relative to the input."""
     name = layer_alias(model, name)
+    s = model.spec.stem_stride  # type: ignore[union-attr]
     if isinstance(model, UNet3D):
         if name == "bottleneck":
-            return 2 ** (model.spec.levels - 1)
+            return s * 2 ** (model.spec.levels - 1)
         if name[:3] in ("enc", "dec") and name[3:].isdigit():
-            return 2 ** int(name[3:])
-    return 1
+            return s * 2 ** int(name[3:])
+    return 1 if name == "head" else s
 
 
 # -- presets ---------------------------------------------------------------------------------
 #: teacher networks per preset (the paper preset has >= 10 M parameters)
 TEACHER_PRESETS: dict[str, ModelSpec] = {
     "tiny": ModelSpec("unet", base_channels=8, levels=2, blocks=1),
-    "demo": ModelSpec("unet", base_channels=16, levels=3, blocks=1),
+    # the demo teacher works at half resolution too (it must train in minutes on 2 CPU cores)
+    "demo": ModelSpec("unet", base_channels=16, levels=3, blocks=1, stem_stride=2),
     "paper": ModelSpec("unet", base_channels=32, levels=4, blocks=2),
 }
 
-#: student families per preset: (arch, base channels, levels, blocks)
-STUDENT_PRESETS: dict[str, dict[str, tuple[str, int, int, int]]] = {
-    "tiny": {"unet-s": ("unet", 2, 2, 1), "unet-xs": ("unet", 1, 2, 1), "cnn": ("cnn", 2, 2, 1)},
-    "demo": {"unet-s": ("unet", 5, 3, 1), "unet-xs": ("unet", 4, 2, 1), "cnn": ("cnn", 6, 3, 1)},
-    "paper": {"unet-s": ("unet", 10, 4, 1), "unet-xs": ("unet", 8, 3, 1), "cnn": ("cnn", 16, 4, 1)},
+#: student families per preset: (arch, base channels, levels, blocks, stem stride)
+STUDENT_PRESETS: dict[str, dict[str, tuple[str, int, int, int, int]]] = {
+    "tiny": {"unet-s": ("unet", 2, 2, 1, 2), "unet-xs": ("unet", 1, 2, 1, 2), "cnn": ("cnn", 2, 2, 1, 2)},
+    "demo": {"unet-s": ("unet", 3, 3, 1, 2), "unet-xs": ("unet", 3, 2, 1, 2), "cnn": ("cnn", 6, 3, 1, 2)},
+    "paper": {"unet-s": ("unet", 10, 4, 1, 2), "unet-xs": ("unet", 8, 3, 1, 2), "cnn": ("cnn", 16, 4, 1, 2)},
 }
 
 
 def teacher_spec(preset: str, base_channels: int = 0, levels: int = 0, residual: bool = True) -> ModelSpec:
     p = TEACHER_PRESETS[preset]
-    return ModelSpec(p.arch, 2, base_channels or p.base_channels, levels or p.levels, p.blocks, residual)
+    return ModelSpec(p.arch, 2, base_channels or p.base_channels, levels or p.levels, p.blocks, residual,
+                     stem_stride=p.stem_stride)
 
 
 def student_spec(preset: str, family: str, channels: int = 0, residual: bool = True) -> ModelSpec:
     if family not in STUDENT_PRESETS[preset]:
         raise ValueError(f"unknown student family {family!r} (known: {', '.join(STUDENT_PRESETS[preset])})")
-    arch, base, levels, blocks = STUDENT_PRESETS[preset][family]
-    return ModelSpec(arch, 2, channels or base, levels, blocks, residual)  # type: ignore[arg-type]
+    arch, base, levels, blocks, stride = STUDENT_PRESETS[preset][family]
+    return ModelSpec(arch, 2, channels or base, levels, blocks, residual, stem_stride=stride)  # type: ignore[arg-type]

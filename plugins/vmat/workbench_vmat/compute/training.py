@@ -186,6 +186,12 @@ class PhaseContext(RunContext):
     def cancelled(self) -> bool:
         return self._ctx.cancelled
 
+    def profile(self, model: Any, example_input: Any, **options: Any) -> dict[str, Any]:
+        return self._ctx.profile(model, example_input, **options)
+
+    def export(self, model: Any, example_input: Any, path: str | Path, format: str, **options: Any) -> dict[str, Any]:  # noqa: A002
+        return self._ctx.export(model, example_input, path, format, **options)
+
     def component(self, kind: str, key: str) -> Any:
         return self._ctx.component(kind, key)
 
@@ -347,11 +353,21 @@ def score_case(model: nn.Module, case: CaseArrays, norm: Normalisation, multiple
 
 
 def make_validate(cases: Sequence[CaseArrays], norm: Normalisation, multiple: int, device: torch.device,
-                  pick: Callable[[nn.Module], nn.Module], window: int | None = None):
+                  pick: Callable[[nn.Module], nn.Module], window: int | None = None, every: int = 1,
+                  epochs: int = 1):
+    """Mean val metrics over ``cases``; computed every ``every`` epochs (and on the last one),
+    in between the last values are repeated (so they count towards early-stopping patience)."""
+    state = {"epoch": -1, "last": None}
+
     def validate(model: nn.Module) -> dict[str, float]:
+        state["epoch"] += 1
+        e = state["epoch"]
+        if state["last"] is not None and (e + 1) % every != 0 and e + 1 < epochs:
+            return dict(state["last"])
         net = pick(model)
         scores = [score_case(net, c, norm, multiple, device, window)[1] for c in cases]
-        return {k: float(np.mean([s[k] for s in scores])) for k in ("gamma_2_2", "loss")}
+        state["last"] = {k: float(np.mean([s[k] for s in scores])) for k in ("gamma_2_2", "loss")}
+        return dict(state["last"])
 
     return validate
 
@@ -371,6 +387,7 @@ class FitSettings:
     amp: bool
     seed: int
     align: int
+    val_every: int = 1
     alpha: float = 0.0
     beta: float = 0.0
 
@@ -415,7 +432,8 @@ def fit(model: nn.Module, train: Sequence[CaseArrays], val: Sequence[CaseArrays]
         return total, parts
 
     inner = (lambda m: unwrap(m).student) if kd else unwrap  # noqa: E731
-    validate = make_validate(val, norm, multiple, device, inner) if val else None
+    validate = make_validate(val, norm, multiple, device, inner, every=settings.val_every,
+                             epochs=settings.epochs) if val else None
     metric = settings.early_stop_metric
     stopping = None
     if validate is not None:

@@ -29,7 +29,7 @@ import torch
 
 from workbench.api import ConfigError, Progress, RunContext
 
-from ..compute.models import build_model, count_parameters, layer_stride, student_spec
+from ..compute.models import build_model, count_parameters, layer_stride, student_spec, teacher_spec
 from ..compute.normalise import Normalisation
 from ..compute.patches import predict_volume
 from ..compute.teacher_io import LoadedModel, load_model, save_model
@@ -87,6 +87,9 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
     t0 = time.time()
     device = train_device(ctx)
     dist_info = init_distributed(device)
+    if dist_info.active:
+        ctx.log(f"data-parallel training on {dist_info.world} processes "
+                f"({'nccl' if device.type == 'cuda' else 'gloo'}); this is rank {dist_info.rank}")
     budget = budget_of(config)
     train_teacher_here = not config.teacher_path
     kd_on = config.alpha > 0 or config.beta > 0
@@ -101,6 +104,12 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
     if config.teacher_path:
         loaded = load_model(config.teacher_path, role="teacher")
         ctx.log(f"teacher {loaded.path}: {loaded.spec.arch}, {count_parameters(loaded.model):,} parameters")
+    # refuse unknown feature layers before any training
+    s_spec = student_spec(config.preset, config.student, config.student_channels, config.residual)
+    pairs = parse_layer_pairs(config.feature_layers) if config.beta > 0 else []
+    t_probe = loaded.model if loaded is not None else build_model(
+        teacher_spec(config.preset, config.base_channels, config.levels, config.residual))
+    check_layer_pairs(pairs, t_probe, build_model(s_spec))
     cohort = yield from resolve_cohort(config, ctx)
     norm = loaded.normalisation if loaded is not None else Normalisation(dose_scale_gy=prescription_of(cohort, ctx))
     if loaded is not None and "prescription_gy" in cohort.meta and \
@@ -133,7 +142,6 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
         p.requires_grad_(False)
 
     # -- student -------------------------------------------------------------------------------------
-    s_spec = student_spec(config.preset, config.student, config.student_channels, config.residual)
     torch.manual_seed(config.seed + 1)
     student = build_model(s_spec)
     init_state = {k: v.clone() for k, v in student.state_dict().items()}
@@ -141,8 +149,6 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
     ctx.log(f"student {config.student}: {n_s:,} parameters = 1/{n_t / n_s:.1f} of the teacher's {n_t:,}")
     if n_s * 10 > n_t:
         ctx.warn(f"the student has more than 1/10 of the teacher's parameters ({n_s:,} vs {n_t:,})")
-    pairs = parse_layer_pairs(config.feature_layers) if config.beta > 0 else []
-    check_layer_pairs(pairs, teacher, student)
     align = max(t_spec.multiple, s_spec.multiple)
     multiple = align
 
@@ -210,7 +216,7 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
     elif not kd_on:
         models["student_only"] = student.cpu()
     result = yield from evaluate_test(ctx, cases.get("test", []), norm, models, multiple, overall("evaluate"),
-                                      footprint=_footprint(teacher, student, cases, multiple))
+                                      footprint=_footprint(ctx, teacher, student, cases, multiple))
     result.update(seconds=time.time() - t0, student_parameters=n_s, teacher_parameters=n_t)
     ctx.log("distill done: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                          for k, v in result.items()))
@@ -240,8 +246,7 @@ def _update_grid(path: Path, grid: dict[str, Any]) -> None:
         meta_path.write_text(json.dumps(meta, indent=1))
 
 
-def _latency_ms(model: torch.nn.Module, shape: tuple[int, ...], repeats: int = 3) -> float:
-    x = torch.zeros(shape)
+def _latency_ms(model: torch.nn.Module, x: torch.Tensor, repeats: int = 5) -> float:
     with torch.no_grad():
         model(x)
         times = []
@@ -252,18 +257,22 @@ def _latency_ms(model: torch.nn.Module, shape: tuple[int, ...], repeats: int = 3
     return float(1000 * np.median(times))
 
 
-def _footprint(teacher, student, cases, multiple) -> dict[str, Any]:
-    """Parameters, weight bytes and a quick CPU latency (full volume, batch 1, this process's
-    threads) measured in the run; `workbench profile RUN` gives the host profiler's full table."""
-    shape = (1, 2) + _example_shape(cases, multiple)
-    out = {}
+def _footprint(ctx: RunContext, teacher, student, cases, multiple) -> dict[str, Any]:
+    """Teacher and student through the host profiler (parameters, storage, activation memory,
+    MACs, CPU latency of one full volume, batch 1); a plain timing where the context has no
+    profiler (e.g. a bare test context)."""
+    x = torch.zeros((1, 2) + _example_shape(cases, multiple))
+    out: dict[str, Any] = {}
     for name, m in (("teacher", teacher), ("student", student)):
         m = m.cpu().eval()
-        out[name] = {"parameters": count_parameters(m),
-                     "parameter_bytes": int(sum(p.numel() * p.element_size() for p in m.parameters())),
-                     "latency_cpu_ms": _latency_ms(m, shape), "input_shape": list(shape),
-                     "threads": torch.get_num_threads()}
-    out["speedup_cpu"] = out["teacher"]["latency_cpu_ms"] / max(out["student"]["latency_cpu_ms"], 1e-9)
+        try:
+            prof = ctx.profile(m, x, device="cpu", warmup=2, repeats=20)
+        except NotImplementedError:
+            prof = {"parameters": count_parameters(m), "latency_median_ms": _latency_ms(m, x),
+                    "input_shapes": [list(x.shape)], "threads": torch.get_num_threads(), "method": "plain timing"}
+        out[name] = prof
+    out["speedup_cpu"] = out["teacher"]["latency_median_ms"] / max(out["student"]["latency_median_ms"], 1e-9)
+    out["parameter_ratio"] = out["teacher"]["parameters"] / max(out["student"]["parameters"], 1)
     return out
 
 

@@ -9,10 +9,12 @@ the teacher) as evaluations. Under ``torchrun`` it trains data-parallel (see
 `compute.training`); rank 0 alone writes files.
 
 An empty ``cohort_dir`` means the demo cohort: the one ``vmat.cohort`` caches with its
-default settings, generated here first when it is not cached yet.
+default settings, generated here first when it is not cached yet; ``builtin:tiny`` a tiny
+analytic cohort (no dose engines, seconds) for smoke runs and tests.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -26,6 +28,8 @@ from ..compute.cohort import Cohort, load_case, read_cohort
 from ..compute.models import build_model, count_parameters, teacher_spec
 from ..compute.normalise import Normalisation
 from ..compute.teacher_io import load_model, save_model
+from ..compute.tiny_cohort import BUILTIN, write_tiny_cohort
+from ..compute.tiny_cohort import VERSION as TINY_VERSION
 from ..compute.training import (
     GAMMA_CRITERIA,
     CaseArrays,
@@ -48,6 +52,14 @@ DEFAULT_PRESCRIPTION_GY = 2.0
 def resolve_cohort(config: TeacherConfig, ctx: RunContext) -> Iterator[Progress]:
     """The cohort folder (generating the demo cohort when ``cohort_dir`` is empty and it is
     not cached); returns the `Cohort`."""
+    if config.cohort_dir == BUILTIN:  # the tiny analytic cohort (smoke runs, tests)
+        root = ctx.cache_dir("vmat-cohorts") / f"tiny-v{TINY_VERSION}"
+        if not (root / "cohort.toml").is_file():
+            partial = root.with_name(root.name + f".partial-{os.getpid()}")
+            write_tiny_cohort(partial)
+            if not root.exists():
+                partial.rename(root)
+        return read_cohort(root)
     if config.cohort_dir:
         return read_cohort(config.cohort_dir)
     from . import cohort as cohort_pipeline
@@ -112,7 +124,8 @@ def fit_settings(config: TeacherConfig, align: int, *, epochs: int, alpha: float
     return FitSettings(epochs=epochs, patches_per_epoch=b.patches_per_epoch, batch_size=b.batch_size,
                        patch_size=b.patch_size, sampler=config.sampler, lr=config.lr,
                        weight_decay=config.weight_decay, early_stop_metric=config.early_stop_metric,
-                       patience=b.patience, amp=config.amp, seed=config.seed, align=align, alpha=alpha, beta=beta)
+                       patience=b.patience, amp=config.amp, seed=config.seed, align=align, val_every=config.val_every,
+                       alpha=alpha, beta=beta)
 
 
 def train_teacher(config: TeacherConfig, ctx: RunContext, cases: dict[str, list[CaseArrays]], norm: Normalisation,
@@ -137,6 +150,9 @@ def run(config: TeacherConfig, ctx: RunContext) -> Iterator[Progress]:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     device = train_device(ctx)
     dist_info = init_distributed(device)
+    if dist_info.active:
+        ctx.log(f"data-parallel training on {dist_info.world} processes "
+                f"({'nccl' if device.type == 'cuda' else 'gloo'}); this is rank {dist_info.rank}")
     cohort = yield from resolve_cohort(config, ctx)
     norm = Normalisation(dose_scale_gy=prescription_of(cohort, ctx))
     cases = yield from load_cohort_cases(cohort, norm, ctx)
