@@ -121,3 +121,28 @@ def test_views_name_what_is_missing(qtbot, tmp_path):
     bad.write_text("{}")
     with pytest.raises(InputError, match="subjects"):
         evaluation_view({"id": "r9"}, [{"kind": "vmat-evaluation", "path": str(bad)}])
+
+
+def test_run_detail_opens_the_views_from_the_manifest(qtbot, run, wb_home):
+    """The GUI finds both views through the plugin's ViewSpecs and builds them from stored artifacts."""
+    from workbench.core.plugins import PluginManager
+    from workbench.core.session import Session
+    from workbench.gui.run_detail import RunDetail
+    from workbench_vmat.manifest import plugin
+    from workbench_vmat.views import DoseViewer, EvaluationView
+
+    _, arts = run
+    session = Session.open(wb_home, PluginManager.from_plugins(plugin))
+    try:
+        rid = session.store.create_run("vmat", "distill", {}, 0)
+        for a in arts:
+            session.store.add_artifact(rid, a["kind"], a["path"], os.path.getsize(a["path"]), "")
+        detail = RunDetail(session)
+        qtbot.addWidget(detail)
+        detail.show_run(rid)
+        assert [detail.tabText(i) for i in range(detail.count())] == ["Record", "Dose viewer", "Evaluation"]
+        doses = detail.open_view("vmat.doses")
+        assert isinstance(doses, DoseViewer) and doses.case_box.count() == 2
+        assert isinstance(detail.open_view("vmat.evaluation"), EvaluationView)
+    finally:
+        session.store.close()

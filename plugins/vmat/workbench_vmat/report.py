@@ -173,14 +173,14 @@ def case_figure(case: Mapping[str, Any], subject: str = "student", *, orientatio
         ax.imshow(np.clip(ct2d, -160, 240), cmap="gray", vmin=-160, vmax=240, extent=extent)
         d2 = np.ma.masked_where(_slice(low, orient, index), _slice(diff, orient, index))
         diff_im = ax.imshow(d2, cmap="RdBu_r", vmin=-5, vmax=5, extent=extent, interpolation="nearest")
-        ax.set_title(f"{SUBJECT_LABELS.get(subject, subject)} − reference", fontsize=9)
+        ax.set_title(f"{SUBJECT_LABELS.get(subject, subject)}\n− reference", fontsize=9)
         ax = axes[r, len(panels) + 1]
         ax.imshow(np.clip(ct2d, -160, 240), cmap="gray", vmin=-160, vmax=240, extent=extent)
         g2 = _slice(gamma_volume, orient, index)
         gam_im = ax.imshow(np.ma.masked_invalid(g2), cmap=gcmap, vmin=0, vmax=2, extent=extent, interpolation="nearest")
         g_ok = g2[~np.isnan(g2)]
         rate = f"{100 * np.count_nonzero(g_ok <= 1) / g_ok.size:.1f} % pass in slice" if g_ok.size else "no points"
-        ax.set_title(f"γ 2%/2mm ({rate})", fontsize=9)
+        ax.set_title(f"γ 2%/2mm\n{rate}", fontsize=9)
         for a in axes[r, len(panels):]:
             a.set_xticks([])
             a.set_yticks([])

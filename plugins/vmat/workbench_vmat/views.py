@@ -34,6 +34,7 @@ DOSES = {"reference": "reference", "student": "student", "teacher": "teacher", "
 DISPLAYS = ("dose", "difference to reference", "gamma 2%/2mm")
 PROFILE_AXES = {"left–right (x)": 2, "anterior–posterior (y)": 1, "superior–inferior (z)": 0}
 ISODOSE_PCT = (50, 80, 95, 100, 105)
+WASH_FROM_PCT = 20.0
 ISODOSE_COLORS = ("#00bcd4", "#4caf50", "#ffeb3b", "#ff9800", "#e91e63")
 PROFILE_COLORS = {"reference": "#222222", "student": "#d62728", "teacher": "#1f77b4", "student_only": "#ff7f0e",
                   "dose_water": "#8c8c8c"}
@@ -178,11 +179,13 @@ class DoseViewer(QWidget):
         display = self.display_box.currentText()
         label = self.dose_box.currentText()
         if display == "dose":
+            # the wash from 20 % of the prescription up, so the anatomy stays readable in the low-dose bath
             self.viewer.set_overlay(doses[key], alpha=0.45, colormap="turbo", levels=(0.0, 1.1 * rx),
-                                    label="dose (Gy)", threshold=LOW_DOSE_CUTOFF_PCT / 100 * rx)
+                                    label="dose (Gy)", threshold=WASH_FROM_PCT / 100 * rx)
             self.viewer.set_isocurves([p / 100 * rx for p in ISODOSE_PCT], ISODOSE_COLORS)
             self._bar_label("dose (Gy)")
-            text = f"{label} dose · isodose lines {', '.join(f'{p} %' for p in ISODOSE_PCT)} of {rx:g} Gy"
+            text = (f"{label} dose · colour wash from {WASH_FROM_PCT:g} %, isodose lines "
+                    f"{', '.join(f'{p} %' for p in ISODOSE_PCT)} of {rx:g} Gy")
         elif display == "difference to reference":
             low = (ref < LOW_DOSE_CUTOFF_PCT / 100 * ref.max()) & (doses[key] < LOW_DOSE_CUTOFF_PCT / 100 * ref.max())
             diff = np.where(low, np.nan, doses[key] - ref).astype(np.float32)
