@@ -31,7 +31,7 @@ def test_report_is_self_contained_and_written_without_qt(run, tmp_path):
         "import json, sys\n"
         "from workbench_vmat.report import write_report\n"
         f"p = write_report({str(run_dir)!r}, {str(evaluation)!r}, {str(predictions)!r}, curves=json.loads(sys.argv[1]), "
-        f"png_dir={str(tmp_path / 'png')!r})\n"
+        f"png_dir={str(tmp_path / 'png')!r}, slice_cases=1)\n"
         "print(p)\n"
         "print('QT', any(m.startswith(('PySide6', 'pyqtgraph', 'workbench.gui')) for m in sys.modules))\n"
     )
@@ -48,13 +48,13 @@ def test_report_is_self_contained_and_written_without_qt(run, tmp_path):
     # self-contained: every image is an embedded PNG, nothing is fetched
     assert not re.search(r"(src|href)=['\"](?!data:)", html)
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    # pass rates, curves, 2 cases of slices, 1 DVH figure
-    assert len(images) == 5
+    # pass rates, curves, slices of the first case, its DVHs
+    assert len(images) == 4
     for data in images:
         png = base64.b64decode(data)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
-        "curves.png", "dvh_case_00.png", "pass_rates.png", "slices_case_00.png", "slices_case_01.png"]
+        "curves.png", "dvh_case_00.png", "pass_rates.png", "slices_case_00.png"]
 
     # the headline table carries the evaluation's mean ± sd per subject
     ev = json.loads(evaluation.read_text())
@@ -64,7 +64,7 @@ def test_report_is_self_contained_and_written_without_qt(run, tmp_path):
         case = ev["subjects"][subject]["per_case"]["case_01"]["gamma_1_1"]
         assert f"<td>{case:.2f}</td>" in html
     for text in ("γ 2%/2mm (%)", "γ 3%/3mm (%)", "γ 1%/1mm (%)", "MAE high dose", "student-only", "Footprint",
-                 "11.27×", "PTV", "D95", "Training curves", "numpy", "case_01"):
+                 "11.27×", "12.40 M", "PTV", "D95", "Training curves", "numpy", "case_01"):
         assert text in html, text
 
 

@@ -322,7 +322,7 @@ def _fmt_footprint(key: str, value: Any) -> str:
     if key.endswith("bytes"):
         return f"{value / 1e6:,.2f} MB"
     if "parameters" in key or key.endswith("macs") or key.endswith("flops"):
-        return f"{value / 1e6:,.3f} M" if abs(value) >= 1e4 else f"{value:,.0f}"
+        return f"{value / 1e6:,.2f} M" if abs(value) >= 1e6 else f"{value:,.0f}"
     return f"{value:,.4g}" if isinstance(value, float) else f"{value:,d}"
 
 
