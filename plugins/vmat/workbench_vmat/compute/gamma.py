@@ -392,8 +392,19 @@ class _Search:
         P = len(d)
         ub = torch.full((P,), self.g2_cap, dtype=self.dtype, device=self.device)
         done = torch.zeros(P, dtype=torch.bool, device=self.device)
-        node, on_node = self._nodes(r)
-        sel = torch.nonzero(on_node).squeeze(1)
+        node, on_any, interior = self._nodes(r)
+        # points on a node whose dose difference there is already within the tolerance
+        # of zero need no search (nothing can beat it by more than the tolerance)
+        sel = torch.nonzero(on_any).squeeze(1)
+        if len(sel):
+            base = torch.zeros_like(sel)
+            for a in range(n):
+                base += node[a].index_select(0, sel) * self.e_strides[a]
+            q0 = (self.E.index_select(0, base) - d.index_select(0, sel)) * sw.index_select(0, sel)
+            q2 = torch.clamp(q0 * q0, max=self.g2_cap)
+            ub.index_copy_(0, sel, q2)
+            done.index_fill_(0, sel.masked_select(_below(q2) <= 0), True)
+        sel = torch.nonzero(interior & ~done).squeeze(1)
         if len(sel):
             ub_a, cert = self._on_node([x.index_select(0, sel) for x in node], d.index_select(0, sel), sw.index_select(0, sel))
             ub.index_copy_(0, sel, ub_a)
@@ -414,17 +425,19 @@ class _Search:
         return g
 
     def _nodes(self, r):
-        """Nearest evaluation node of each point, and whether the point sits on an interior node."""
-        node, ok = [], None
+        """Nearest evaluation node of each point; whether the point sits on a node, on an interior one."""
+        node, ok, inside = [], None, None
         for a in range(self.n):
             x = self.ax[a]
             j = torch.searchsorted(x, r[a]).clamp_(1, len(x) - 1)
             left = (r[a] - x.index_select(0, j - 1)).abs() < (x.index_select(0, j) - r[a]).abs()
             j = j - left.long()
-            on = ((x.index_select(0, j) - r[a]).abs() <= 1e-4) & (j >= 1) & (j <= len(x) - 2)
+            on = (x.index_select(0, j) - r[a]).abs() <= 1e-4
+            inner = on & (j >= 1) & (j <= len(x) - 2)
             node.append(j)
             ok = on if ok is None else ok & on
-        return node, ok
+            inside = inner if inside is None else inside & inner
+        return node, ok, inside
 
     def _general(self, r, d, sw, ub):
         """Branch and bound from the cells around each point; returns the lowered ``ub``."""
@@ -500,68 +513,111 @@ class _Search:
         y = _clamp_step(t, g, [-x for x in hm], hp)
         qy = _separable(v, y, hm, hp)
         ub = torch.minimum(torch.minimum(q0 * q0, _norm2(y) + qy * qy), torch.full_like(q0, self.g2_cap))
+        # more attained values, exact and cheap: the best point on each of the 2N edges from
+        # the node (the dose is linear there) and the other neighbour nodes
+        for a in range(n):
+            for u, ha in ((unit[2 * a], hm[a]), (unit[2 * a + 1], hp[a])):
+                s = (v[u] - q0) / ha
+                ta = torch.minimum((-q0 * s / (1.0 + s * s)).clamp(min=0), ha)
+                qa = q0 + s * ta
+                ub = torch.minimum(ub, ta * ta + qa * qa)
+        for o in offs:
+            if sum(1 for x in o if x) >= 2:
+                dist = None
+                for a in range(n):
+                    if o[a]:
+                        x = hp[a] if o[a] > 0 else hm[a]
+                        dist = x * x if dist is None else dist + x * x
+                ub = torch.minimum(ub, dist + v[o] * v[o])
         rho = torch.sqrt(ub)
-        settled = rho <= _TOL_MIN  # (almost) exact agreement: nothing can do better
+        settled = _below(ub) <= 0  # within the tolerance of zero: nothing can do better by more
         fits = ~settled
         for a in range(n):
             fits &= (rho < 0.999 * hm[a]) & (rho < 0.999 * hp[a])
+        # cheapest certificate first. Take the dose's sign so that it is >= 0 at the node
+        # (fv); moving away from the node along an axis, fv never falls faster than the
+        # least slope K_a of the cell edges parallel to that axis (along an axis, the slope
+        # of a multilinear cell is a mean of its parallel edges' slopes). So over the cube
+        # gamma^2 >= |y|^2 + (|q0| + sum_a K_a |y_a|)_+^2: a convex problem on [0, rho]^N
+        flip = torch.where(q0 >= 0, 1.0, -1.0)
+        fv = {o: x * flip for o, x in v.items()}
+        ks = []
+        for a in range(n):
+            k = None
+            for side, ha in ((1, hp[a]), (-1, hm[a])):
+                m = None
+                for o in offs:
+                    if o[a] == 0:
+                        u = o[:a] + (side,) + o[a + 1 :]
+                        x = fv[u] - fv[o]
+                        m = x if m is None else torch.minimum(m, x)
+                m = m / ha
+                k = m if k is None else torch.minimum(k, m)
+            ks.append(k)
+        zero_lo = [torch.zeros_like(rho)] * n
+        hi_c = [rho] * n
+        alpha = q0.abs()
+        t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
+        quick = fits & (_dual_bound(alpha, ks, None, zero_lo, hi_c, t) >= _below(ub))
+        settled = settled | quick
+        fits = fits & ~quick
         cert = settled
         sel = torch.nonzero(fits).squeeze(1)
         if len(sel) == 0:
             return ub, cert
-        # values at the 3^N points {-rho, 0, rho}^N (corners and kinks of the pieces)
+        # octant by octant: first the same certificate with the slopes of that octant's
+        # cell only; the octants it leaves open are searched by branch and bound
         pick = lambda x: x.index_select(0, sel)  # noqa: E731
+        k = len(sel)
         rho_s = pick(rho)
-        w = _lerp_cube({o: pick(x) for o, x in v.items()}, rho_s, [pick(x) for x in hm], [pick(x) for x in hp])
         ub_s = pick(ub)
-        # one linear model over the cube
-        alpha = w[zero]
-        gw = [(w[unit[2 * a + 1]] - w[unit[2 * a]]) / (2 * rho_s) for a in range(n)]
-        rlo = rhi = torch.zeros_like(alpha)  # range of the remainder (dose - linear model)
-        for o, x in w.items():
-            lin = alpha
+        fv_s = {o: pick(x) for o, x in fv.items()}
+        hm_s, hp_s = [pick(x) for x in hm], [pick(x) for x in hp]
+        zero_lo = [torch.zeros_like(rho_s)] * n
+        hi_c = [rho_s] * n
+        alpha = pick(alpha)
+        thr = _below(ub_s)
+        octants = list(itertools.product((-1, 1), repeat=n))
+        still = []
+        for sgn in octants:
+            ks = []
             for a in range(n):
-                if o[a]:
-                    lin = lin + (o[a] * rho_s) * gw[a]
-            rlo, rhi = torch.minimum(rlo, x - lin), torch.maximum(rhi, x - lin)
-        lo = [-rho_s] * n
-        hi = [rho_s] * n
-        t = _newton(alpha, gw, lo, hi)
-        y = _clamp_step(t, gw, lo, hi)
-        qy = _separable(w, y, [rho_s] * n, [rho_s] * n)
-        ub_s = torch.minimum(ub_s, _norm2(y) + qy * qy)
-        lb = _dual_bound(alpha, gw, (rlo, rhi), lo, hi, t)
-        ok = lb >= _below(ub_s)
-        # piece by piece where that was not enough
-        sub = torch.nonzero(~ok).squeeze(1)
-        if len(sub):
-            k = len(sub)
-            rho_k = rho_s.index_select(0, sub)
-            wk = {o: x.index_select(0, sub) for o, x in w.items()}
-            los, hs, cs = [[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in self.subsets]
-            for sgn in itertools.product((0, 1), repeat=n):
-                corners = [wk[tuple(cb - 1 + sb for cb, sb in zip(cc, sgn))] for cc in itertools.product((0, 1), repeat=n)]
+                m = None
+                for o in itertools.product(*[(0,) if b == a else (0, sgn[b]) for b in range(n)]):
+                    u = o[:a] + (sgn[a],) + o[a + 1 :]
+                    x = fv_s[u] - fv_s[o]
+                    m = x if m is None else torch.minimum(m, x)
+                ks.append(m / (hp_s[a] if sgn[a] > 0 else hm_s[a]))
+            t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
+            still.append(torch.nonzero(_dual_bound(alpha, ks, None, zero_lo, hi_c, t) < thr).squeeze(1))
+        if sum(len(x) for x in still):
+            # values at the 3^N points {-rho, 0, rho}^N (corners and kinks of the pieces)
+            w = _lerp_cube({o: pick(x) for o, x in v.items()}, rho_s, hm_s, hp_s)
+            pids, los, hs, cs = [], [[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in self.subsets]
+            for sgn, idx in zip(octants, still):
+                if len(idx) == 0:
+                    continue
+                rho_k = rho_s.index_select(0, idx)
+                corners = [w[tuple(max(sa, 0) if cb else min(sa, 0) for sa, cb in zip(sgn, cc))].index_select(0, idx) for cc in itertools.product((0, 1), repeat=n)]
                 coef = self._hadamard(corners)
                 for S in self.subsets:
                     cs[S].append(coef[S])
                 for a in range(n):
-                    los[a].append(rho_k * (sgn[a] - 1.0))
+                    los[a].append(-rho_k if sgn[a] < 0 else torch.zeros_like(rho_k))
                     hs[a].append(rho_k)
+                pids.append(idx)
+            pid = torch.cat(pids)
             los = [torch.cat(x) for x in los]
             hs = [torch.cat(x) for x in hs]
             cs = [torch.cat(x) for x in cs]
             lb_o, cand_o = self._evaluate(los, hs, cs)
-            m = 1 << n
-            best = torch.minimum(ub_s.index_select(0, sub), cand_o.reshape(m, k).amin(0))
-            # the octants that may still hold a lower gamma are searched further
-            pid = sub.repeat(m)
-            open_ = torch.nonzero(lb_o < _below(best).repeat(m)).squeeze(1)
-            ub_s.index_copy_(0, sub, best)
+            ub_s.scatter_reduce_(0, pid, cand_o, reduce="amin")
+            open_ = self._open(pid, los, hs, cs, lb_o, ub_s)
             if len(open_):
                 pick = lambda x: x.index_select(0, open_)  # noqa: E731
                 self._split_and_refine(pick(pid), [pick(x) for x in los], [pick(x) for x in hs], [pick(x) for x in cs], ub_s)
         ub.index_copy_(0, sel, ub_s)
-        cert.index_copy_(0, sel, torch.ones_like(ok))
+        cert.index_fill_(0, sel, True)
         return ub, cert
 
     def _cells(self, idx, pid, r, d, sw):
@@ -643,7 +699,7 @@ class _Search:
             big = h[0] > self.step
             for x in h[1:]:
                 big |= x > self.step
-            keep = torch.nonzero((lb < _below(ub.index_select(0, pid))) & big).squeeze(1)
+            keep = self._open(pid, lo, h, c, lb, ub, big)
             if len(keep) == 0:
                 continue
             if len(keep) < m:
@@ -766,6 +822,56 @@ class _Search:
         y = _clamp_step(t, g, lo, hi)
         q = self._multilinear(c, [(2.0 * (y[a] - lo[a]) / h[a] - 1.0).clamp(-1, 1) for a in range(n)])
         return _dual_bound(alpha, g, rem, lo, hi, t), _norm2(y) + q * q
+
+    def _slope_bound(self, lo, h, c):
+        """Second lower bound of gamma^2 over each box, tight near the corner nearest the point.
+
+        From that corner y0, q(y) >= q(y0) + sum_a k_a (y_a - y0_a) with k_a the least slope
+        of q along a over the box (moving away from y0: the signs of y_a - y0_a are fixed);
+        the slope of a multilinear q along a varies by at most the sum of |c_S|, a in S,
+        |S| >= 2. So gamma^2 >= |y|^2 + (that linear function)_+^2 (for q(y0) >= 0; the
+        mirror image otherwise), whose dual bound is taken at any multiplier >= 0. Unlike
+        the centred bound its error vanishes at y0, where the minimum often lies (at the
+        reference point, on a face of the search cube).
+        """
+        n = self.n
+        hi = [lo[a] + h[a] for a in range(n)]
+        # anchor corner: per axis the end nearer to 0 (sign +1: upper end)
+        up = [hi[a] < -lo[a] for a in range(n)]
+        sg = [up[a].to(self.dtype) * 2.0 - 1.0 for a in range(n)]
+        q0 = self._multilinear(c, sg)
+        flip = torch.where(q0 >= 0, 1.0, -1.0)
+        alpha = q0 * flip
+        ks = []
+        for a, bit in enumerate(self.bits):
+            spread = None
+            for S in self.nonlinear:
+                if S & bit:
+                    x = c[S].abs()
+                    spread = x if spread is None else spread + x
+            # c[bit] is the mean slope (xi units); moving away from the anchor (towards
+            # -xi for an upper anchor) the least slope of flip * q is ...
+            slope = flip * c[bit]
+            k = torch.where(up[a], slope + spread, slope - spread) if spread is not None else slope
+            k = k * (2.0 / h[a])
+            y0 = torch.where(up[a], hi[a], lo[a])
+            alpha = alpha - k * y0
+            ks.append(k)
+        t = _newton(alpha, ks, lo, hi).clamp(min=0)
+        return _dual_bound(alpha, ks, None, lo, hi, t)
+
+    def _open(self, pid, lo, h, c, lb, ub, mask=None):
+        """Indices of boxes (among ``mask``) that may beat ``ub`` by more than the tolerance.
+
+        The centred bound ``lb`` is tested first; the slope bound only where it failed.
+        """
+        thr = _below(ub.index_select(0, pid))
+        keep = torch.nonzero(lb < thr if mask is None else (lb < thr) & mask).squeeze(1)
+        if len(keep) == 0 or not self.nonlinear:
+            return keep
+        pick = lambda x: x.index_select(0, keep)  # noqa: E731
+        lb2 = self._slope_bound([pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c])
+        return keep.masked_select(lb2 < pick(thr))
 
 
 def _norm2(y):
