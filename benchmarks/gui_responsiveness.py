@@ -43,10 +43,14 @@ def wait_for_run(app, page, timeout_s: float = 900.0) -> str:
     return result.get("status", "timeout")
 
 
-def measure(app, win, epochs: int, step_delay: float, batch_size: int, lr: float) -> dict:
+def measure(app, win, epochs: int, step_delay: float, batch_size: int, lr: float, flow: bool = False) -> dict:
     from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
-    page = win.open_pipeline("tiny", "fit")
+    if flow:  # the guided flow: its Distill step, with the other steps' previews built first
+        page = win.open_flow("tiny", "fit")
+        page.go_to("distill")
+    else:
+        page = win.open_pipeline("tiny", "fit")
     form = page.form.widgets
     form["epochs"].setValue(epochs)
     form["step_delay_s"].setValue(step_delay)
@@ -136,6 +140,7 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8, help="smaller: more steps, more progress events")
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--screenshots", default="", help="also save PNGs of the window and the compare view here")
+    ap.add_argument("--flow", action="store_true", help="start the run from the guided flow's Distill step")
     args = ap.parse_args()
 
     from PySide6.QtWidgets import QApplication
@@ -152,7 +157,8 @@ def main() -> int:
     win = MainWindow(session)
     win.show()
     app.processEvents()
-    r = measure(app, win, args.epochs, args.step_delay, args.batch_size, args.lr)
+    r = measure(app, win, args.epochs, args.step_delay, args.batch_size, args.lr, flow=args.flow)
+    print("started from: " + ("the guided flow (Distill step)" if args.flow else "the pipeline page"))
     print(f"run {r['run_id']}: {r['status']} in {r['wall_s']:.1f} s (worker start-up included); "
           f"{r['events']} engine events ({r['events'] / r['wall_s']:.0f}/s) reached the UI in {r['batches']} batches; "
           f"{r['metrics']} metric points stored")

@@ -108,8 +108,10 @@ def test_run_cancel_resume_then_inspect_and_export(window, qtbot, tmp_path):
     with qtbot.waitSignal(inspect.exported, timeout=60_000):
         inspect.ts_button.click()
     qtbot.waitUntil(lambda: "Exported student as torchscript" in inspect.status.text(), timeout=5_000)
-    card = inspect.export_card(tmp_path / "card.html")
-    text = card.read_text(encoding="utf-8")
+    with qtbot.waitSignal(inspect.card_written, timeout=60_000) as written:
+        inspect.export_card(tmp_path / "card.html")
+    assert written.args[1] == "" and written.args[0] == str(tmp_path / "card.html")
+    text = (tmp_path / "card.html").read_text(encoding="utf-8")
     assert run_id in text and "<svg" in text and "train_loss" in text and "torch" in text
     assert "What was chosen" not in text or "Teacher" in text
     assert "97" in text  # the footprint table

@@ -162,6 +162,10 @@ class FlowPage(QWidget):
         return self.distill.jobs
 
     @property
+    def job(self):
+        return self.jobs.job
+
+    @property
     def run_button(self):
         return self.jobs.run_button
 

@@ -1,14 +1,14 @@
-"""Previews of flow steps: run off the GUI thread, rendered from plain data.
+"""Previews of flow steps: computed in the flow worker process, rendered here from plain data.
 
-`PreviewRunner` calls a step's ``preview(config, ctx)`` on a short-lived thread and hands the
-`Preview` (or a readable error) back on the UI thread through a queued signal. A newer request
-supersedes an older one: the older one's context reports `cancelled` and its result is dropped,
-so typing in a field never queues up stale work. `PreviewView` renders a `Preview`: key
-figures, warnings, tables, images with markers and scatter plots.
+`PreviewRunner` sends a step's ``preview(config, ctx)`` to the flow worker (see flow_worker:
+torch and the profiler never run in the GUI process) and hands the `Preview` (or a readable
+error) back on the UI thread through a queued signal. A newer request supersedes an older one:
+the older one's context reports `cancelled` and its result is dropped, so typing in a field
+never queues up stale work. `PreviewView` renders a `Preview`: key figures, warnings, tables,
+images with markers and scatter plots.
 """
 from __future__ import annotations
 
-import threading
 import traceback
 from pathlib import Path
 from typing import Any
@@ -19,87 +19,45 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (QGridLayout, QHeaderView, QLabel, QPushButton, QSizePolicy, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
-from workbench.api import Image, Preview, PreviewContext, Scatter, Table, WorkbenchError, load_target
+from workbench.api import Image, Preview, Scatter, Table
 from workbench.viewkit.scatter import PALETTE
 
+from .flow_worker import worker
 from .messages import DetailDialog, ErrorLine, esc, fmt_value
 
 WARN = "#a15c00"
 
 
-class HostPreviewContext(PreviewContext):
-    """The host side of a preview: the plugin's registry and the host's profiler."""
-
-    def __init__(self, home: Path, plugin, token: threading.Event):
-        self.home = Path(home)
-        self._plugin = plugin
-        self._token = token
-
-    def profile(self, model: Any, example_input: Any, latency: bool = True) -> dict[str, Any]:
-        from workbench.core import profiling
-
-        if latency:
-            return profiling.profile_model(model, example_input, device="cpu", warmup=3, repeats=profiling.MIN_REPEATS)
-        # size, memory and compute only: no timed passes (a student preview must be quick)
-        was_training = model.training
-        model.eval()
-        try:
-            out: dict[str, Any] = dict(profiling.count_parameters(model))
-            out["storage_bytes"] = profiling.storage_bytes(model)
-            flops = profiling.count_flops(model, example_input)
-            out["flops"], out["macs"] = flops, flops // 2
-            out["activation_peak_bytes"], out["activation_method"] = profiling.activation_peak_bytes(model, example_input)
-            return out
-        finally:
-            model.train(was_training)
-
-    def component(self, kind: str, key: str) -> Any:
-        return self._plugin.registry().get(kind, key)
-
-    @property
-    def cancelled(self) -> bool:
-        return self._token.is_set()
-
-
 class PreviewRunner(QObject):
-    """One preview at a time per step; `finished(generation, preview, error, detail)` on the UI thread."""
+    """One step's previews, computed by the flow worker process; `finished(generation, preview,
+    error, detail)` arrives on the UI thread. Only the newest request counts."""
 
     finished = Signal(int, object, str, str)
 
-    def __init__(self, home: Path, plugin, target: str, parent=None):
+    def __init__(self, home: Path, plugin, pipeline_id: str, target: str, parent=None):
         super().__init__(parent)
-        self.home, self.plugin, self.target = Path(home), plugin, target
+        self.home, self.plugin, self.pipeline_id, self.target = Path(home), plugin, pipeline_id, target
+        self.worker = worker()
+        self.slot = self.worker.new_slot()
         self.generation = 0
-        self._token: threading.Event | None = None
         self.busy = False
 
     def request(self, config) -> int:
-        """Start a preview of `config`; an earlier one still running is told to stop and ignored."""
-        if self._token is not None:
-            self._token.set()
+        """Ask for a preview of `config`; an earlier one not yet finished is superseded."""
         self.generation += 1
-        generation, token = self.generation, threading.Event()
-        self._token = token
+        generation = self.generation
         self.busy = True
-        ctx = HostPreviewContext(self.home, self.plugin, token)
-        target, signal = self.target, self.finished
+        signal = self.finished
 
-        def work() -> None:  # not the UI thread: no widgets here
-            preview, error, detail = None, "", ""
+        def done(value, error: str, detail: str) -> None:  # the worker's reader thread: no widgets here
             try:
-                preview = load_target(target)(config, ctx)
-                if not isinstance(preview, Preview):
-                    raise TypeError(f"preview {target} returned {type(preview).__name__}, not a Preview")
-            except WorkbenchError as exc:
-                error, detail = str(exc), traceback.format_exc()
-            except Exception as exc:  # noqa: BLE001 - shown as a message, the traceback one click away
-                error, detail = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-            try:
-                signal.emit(generation, preview, error, detail)
-            except RuntimeError:  # the window was closed meanwhile
+                signal.emit(generation, value, error, detail)
+            except RuntimeError:  # the page was closed meanwhile
                 pass
 
-        threading.Thread(target=work, name=f"preview-{target}", daemon=True).start()
+        payload = {"plugin": self.plugin, "home": str(self.home), "pipeline": self.pipeline_id,
+                   "target": self.target, "config": config.model_dump(mode="json")}
+        self.worker.submit("preview", payload, done, self.slot, generation)
         return generation
 
     def accept(self, generation: int) -> bool:
@@ -110,9 +68,8 @@ class PreviewRunner(QObject):
         return True
 
     def stop(self) -> None:
-        if self._token is not None:
-            self._token.set()
         self.generation += 1
+        self.worker.supersede(self.slot, self.generation)
         self.busy = False
 
 

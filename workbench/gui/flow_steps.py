@@ -19,9 +19,10 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
                                QPushButton, QScrollArea, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget, QHeaderView)
 
-from workbench.api import Preview, StepSpec, WorkbenchError, human_count
+from workbench.api import Preview, StepSpec, WorkbenchError, human_bytes, human_count
 
 from .flow_preview import PreviewRunner, PreviewView
+from .flow_worker import worker
 from .job_panel import JobPanel
 from .messages import ErrorLine, esc, fmt_value
 
@@ -69,7 +70,8 @@ class ChoiceStep(QWidget):
         self.fields = list(step.fields)
         self.active = False
         self.cache_key = ""  # the config the shown preview belongs to
-        self.runner = PreviewRunner(page.session.home, page.plugin, step.preview, self) if step.preview else None
+        self.runner = (PreviewRunner(page.session.home, page.plugin, page.spec.id, step.preview, self)
+                       if step.preview else None)
         if self.runner is not None:
             self.runner.finished.connect(self._finished, Qt.QueuedConnection)
         self.view = PreviewView()
@@ -309,23 +311,17 @@ class DistillStep(QWidget):
         self.recap.setText("<table cellspacing='0' cellpadding='2'>" + "".join(parts) + "</table>" if parts else "")
 
     def _probe_cuda(self) -> None:
-        """Whether CUDA is there, asked on a thread (importing torch takes a moment)."""
+        """Whether CUDA is there, asked of the flow worker (importing torch here would stall the window)."""
         bridge = self.page.bridge
 
-        def probe() -> None:
+        def done(name, error: str, _detail: str) -> None:  # reader thread
             try:
-                import torch
-
-                name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-            except Exception:  # noqa: BLE001 - no torch, no CUDA
-                name = ""
-            try:
-                bridge.cuda_probed.emit(name)
+                bridge.cuda_probed.emit(name or "")
             except RuntimeError:
                 pass
 
         bridge.cuda_probed.connect(self._cuda_probed, Qt.QueuedConnection)
-        threading.Thread(target=probe, name="cuda-probe", daemon=True).start()
+        worker().submit("cuda", {"plugin": self.page.plugin, "home": str(self.page.session.home)}, done)
 
     def _cuda_probed(self, name: str) -> None:
         self.cuda = bool(name)
@@ -397,6 +393,7 @@ class InspectStep(QWidget):
     show_run_requested = Signal(str)
     profiled = Signal(str, object, str, str)  # run id, profiles, error, detail (from a thread)
     exported = Signal(str, str, str)  # message, error, detail (from a thread)
+    card_written = Signal(str, str, str)  # path, error, detail (from a thread)
 
     def __init__(self, page, step: StepSpec, parent=None):
         super().__init__(parent)
@@ -447,6 +444,7 @@ class InspectStep(QWidget):
         self.busy.setVisible(False)
         self.profiled.connect(self._profiled, Qt.QueuedConnection)
         self.exported.connect(self._exported, Qt.QueuedConnection)
+        self.card_written.connect(self._card_written, Qt.QueuedConnection)
         self.last_export = ""
 
         top = QHBoxLayout()
@@ -552,22 +550,18 @@ class InspectStep(QWidget):
         self.busy.setVisible(True)
         self.measure_button.setEnabled(False)
         self.profile_note.setText("Measuring size, activation memory, MACs and latency (CPU)…")
-        session, run_id, signal = self.page.session, self.run_id, self.profiled
+        run_id, signal = self.run_id, self.profiled
 
-        def work() -> None:
-            profiles, error, detail = None, "", ""
-            try:
-                profiles = session.profile(run_id, device="cpu", repeats=20)
-            except WorkbenchError as exc:
-                error = str(exc)
-            except Exception as exc:  # noqa: BLE001
-                error, detail = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+        def done(profiles, error: str, detail: str) -> None:  # reader thread
             try:
                 signal.emit(run_id, profiles, error, detail)
             except RuntimeError:
                 pass
 
-        threading.Thread(target=work, name="flow-profile", daemon=True).start()
+        worker().submit("profile", self._payload(), done)
+
+    def _payload(self, **extra) -> dict:
+        return {"plugin": self.page.plugin, "home": str(self.page.session.home), "run_id": self.run_id, **extra}
 
     def _profiled(self, run_id: str, profiles, error: str, detail: str) -> None:
         self.busy.setVisible(False)
@@ -582,8 +576,6 @@ class InspectStep(QWidget):
         self.fill_table()
 
     def fill_table(self) -> None:
-        from workbench.core.report import human_bytes
-
         names = list(self.profiles)
         rows = names + (["teacher / student"] if "teacher" in names and "student" in names else [])
         self.table.setRowCount(len(rows))
@@ -614,25 +606,20 @@ class InspectStep(QWidget):
             return
         self.busy.setVisible(True)
         self.status.setText(f"exporting {fmt}…")
-        session, run_id, signal = self.page.session, self.run_id, self.exported
+        signal = self.exported
 
-        def work() -> None:
-            message, error, detail = "", "", ""
-            try:
-                result = session.export(run_id, fmt)
+        def done(result, error: str, detail: str) -> None:  # reader thread
+            message = ""
+            if result is not None:
                 diff = result.get("max_abs_diff")
                 message = (f"Exported {result['model']} as {fmt}: {result['path']} ({result['bytes']:,d} bytes"
                            + (f"; max |difference| to PyTorch {diff:.2e}" if diff is not None else "") + ")")
-            except WorkbenchError as exc:
-                error = str(exc)
-            except Exception as exc:  # noqa: BLE001
-                error, detail = f"{type(exc).__name__}: {exc}", traceback.format_exc()
             try:
                 signal.emit(message, error, detail)
             except RuntimeError:
                 pass
 
-        threading.Thread(target=work, name="flow-export", daemon=True).start()
+        worker().submit("export", self._payload(format=fmt), done)
 
     def _exported(self, message: str, error: str, detail: str) -> None:
         self.busy.setVisible(False)
@@ -649,17 +636,28 @@ class InspectStep(QWidget):
         if path:
             self.export_card(path)
 
-    def export_card(self, path: str | Path) -> Path | None:
-        """Write the run card (on the UI thread: it reads the store, which is quick)."""
-        from workbench.core.report import write_run_card
+    def export_card(self, path: str | Path | None = None) -> None:
+        """Write the run card (in the flow worker: it renders figures); `card_written` says where."""
+        if not self.run_id:
+            return
+        self.busy.setVisible(True)
+        self.status.setText("writing the run card…")
+        signal = self.card_written
 
-        try:
-            out = write_run_card(self.page.session, self.run_id, path)
-        except Exception as exc:  # noqa: BLE001
-            self.error_line.show_error(f"Could not write the run card: {exc}", traceback.format_exc(),
-                                       title="Run card failed")
-            return None
-        self.page.settings.remember_folder("run_card", out)
-        self.last_export = f"Run card written: {out}"
+        def done(out, error: str, detail: str) -> None:  # reader thread
+            try:
+                signal.emit(out or "", error, detail)
+            except RuntimeError:
+                pass
+
+        worker().submit("card", self._payload(path=str(path) if path else None), done)
+
+    def _card_written(self, path: str, error: str, detail: str) -> None:
+        self.busy.setVisible(False)
+        if error:
+            self.status.setText("")
+            self.error_line.show_error(f"Could not write the run card: {error}", detail, title="Run card failed")
+            return
+        self.page.settings.remember_folder("run_card", path)
+        self.last_export = f"Run card written: {path}"
         self.status.setText(esc(self.last_export))
-        return out
