@@ -12,10 +12,11 @@ from collections import Counter
 
 from PySide6.QtCore import QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QAbstractItemView, QDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPushButton,
-                               QSplitter, QTableView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDialog, QHBoxLayout, QHeaderView, QLabel, QLineEdit,
+                               QPushButton, QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget,
+                               QVBoxLayout, QWidget)
 
-from workbench.viewkit import CurvesWidget
+from workbench.viewkit import CurvesWidget, ParetoWidget
 from workbench.viewkit.curves import COLORS
 
 from .job_panel import STATUS_COLORS, format_duration
@@ -267,10 +268,94 @@ class CompareView(QWidget):
         table_height = self.table.horizontalHeader().height() + sum(
             self.table.rowHeight(i) for i in range(self.table.rowCount())) + 6
         split.setSizes([min(table_height, 380), 400])
-        layout.addWidget(split, 1)
+        self.pareto = ParetoPanel(run_results(store, run_ids))
+        self.tabs = QTabWidget()
+        self.tabs.addTab(split, "Configs and curves")
+        self.tabs.addTab(self.pareto, "Pareto")
+        layout.addWidget(self.tabs, 1)
 
     def row_labels(self) -> list[str]:
         return [self.table.verticalHeaderItem(i).text() for i in range(self.table.rowCount())]
+
+
+# what a metric name says about its direction: these are costs (lower is better)
+COST_WORDS = ("latency", "storage", "bytes", "_mb", "params", "macs", "activation", "memory", "seconds", "duration")
+QUALITY_HINTS = ("gamma_2_2", "accuracy", "pass")
+
+
+def run_results(store, run_ids: list[str]) -> dict[tuple[str, str], dict[str, float]]:
+    """Everything a run reports as a summary, by (run, subject): its run-level evaluations
+    (case empty; subject as recorded) and its last metrics (subject "run")."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for run_id in run_ids:
+        for row in store.evaluations(run_id):
+            if not row.get("case_id"):
+                out.setdefault((run_id, row["subject"]), {})[row["metric"]] = float(row["value"])
+        last = store.last_metrics(run_id)
+        if last:
+            out.setdefault((run_id, "run"), {}).update({k: float(v) for k, v in last.items()})
+    return out
+
+
+def _is_cost(name: str) -> bool:
+    return any(w in name.lower() for w in COST_WORDS)
+
+
+class ParetoPanel(QWidget):
+    """Quality against cost across the compared runs: one point per (run, subject) that
+    reports both metrics, e.g. each run's student and teacher; the front is drawn in red."""
+
+    def __init__(self, results: dict[tuple[str, str], dict[str, float]], parent=None):
+        super().__init__(parent)
+        self.results = results
+        names = sorted({m for metrics in results.values() for m in metrics})
+        costs = [n for n in names if _is_cost(n)]
+        qualities = [n for n in names if not _is_cost(n)]
+        self.quality = QComboBox()
+        self.quality.setObjectName("paretoQuality")
+        self.quality.addItems(qualities)
+        self.cost = QComboBox()
+        self.cost.setObjectName("paretoCost")
+        self.cost.addItems(costs or names)
+        for hint in QUALITY_HINTS:
+            hits = [i for i, n in enumerate(qualities) if hint in n.lower()]
+            if hits:
+                self.quality.setCurrentIndex(hits[0])
+                break
+        self.plot = ParetoWidget(title="quality against cost across the compared runs (red: the Pareto front)")
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Quality:"))
+        bar.addWidget(self.quality, 1)
+        bar.addWidget(QLabel("Cost:"))
+        bar.addWidget(self.cost, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.note)
+        self.quality.currentTextChanged.connect(self.redraw)
+        self.cost.currentTextChanged.connect(self.redraw)
+        self.redraw()
+
+    def points(self) -> tuple[list[tuple[float, float]], list[str]]:
+        q, c = self.quality.currentText(), self.cost.currentText()
+        pts, labels = [], []
+        for (run_id, subject), metrics in self.results.items():
+            if q in metrics and c in metrics:
+                pts.append((metrics[c], metrics[q]))
+                labels.append(f"{run_id[-6:]} {subject}" if subject != "run" else run_id[-6:])
+        return pts, labels
+
+    def redraw(self, *_) -> None:
+        pts, labels = self.points()
+        self.plot.setLabel("bottom", self.cost.currentText() or "cost")
+        self.plot.setLabel("left", self.quality.currentText() or "quality")
+        self.plot.set_points(pts, labels)
+        if not pts:
+            self.note.setText("No compared run reports both metrics; pick others above.")
+        else:
+            self.note.setText(f"{len(pts)} points, {len(self.plot.front)} on the front (lower cost, higher quality).")
 
 
 class CompareDialog(QDialog):

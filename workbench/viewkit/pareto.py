@@ -23,6 +23,8 @@ class ParetoWidget(pg.PlotWidget):
         self.setLabel("bottom", cost_label)
         self.setLabel("left", quality_label)
         self.showGrid(x=True, y=True, alpha=0.25)
+        for axis in ("bottom", "left"):  # accuracy 0.9 must not read as "900 (x0.001)"
+            self.getAxis(axis).enableAutoSIPrefix(False)
         self.points: list[tuple[float, float]] = []
         self.labels: list[str] = []
         self.front: list[int] = []
@@ -51,3 +53,10 @@ class ParetoWidget(pg.PlotWidget):
             text.setPos(x, y)
             self.addItem(text)
             self.text_items.append(text)
+        if self.points:  # room on the right and top for the labels of the extreme points
+            xs = [p[0] for p in self.points]
+            ys = [p[1] for p in self.points]
+            dx = (max(xs) - min(xs)) or abs(max(xs)) or 1.0
+            dy = (max(ys) - min(ys)) or abs(max(ys)) or 1.0
+            self.setXRange(min(xs) - 0.05 * dx, max(xs) + 0.22 * dx, padding=0)
+            self.setYRange(min(ys) - 0.08 * dy, max(ys) + 0.12 * dy, padding=0)
