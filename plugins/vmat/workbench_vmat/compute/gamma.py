@@ -320,7 +320,7 @@ _TOL_MIN = 0.002
 _TOL_MAX = 0.05
 _TOL_SLOPE = 0.5
 #: Newton steps of the box subproblem (more: tighter bounds, slower steps)
-_NEWTON = 2
+_NEWTON = 1
 
 
 def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device) -> np.ndarray:
@@ -331,7 +331,7 @@ def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device) 
     """
     search = _Search(ev, axes, dta=dta, max_gamma=max_gamma, step=step, device=device)
     out = np.empty(len(dose), dtype=np.float32)
-    chunk = 1 << 16 if torch.device(device).type == "cpu" else 1 << 20
+    chunk = 1 << 18 if torch.device(device).type == "cpu" else 1 << 20
     for s in range(0, len(dose), chunk):
         r = torch.as_tensor(pos[s : s + chunk].T.copy(), dtype=search.dtype, device=device)
         d = torch.as_tensor(dose[s : s + chunk], dtype=search.dtype, device=device)
@@ -366,14 +366,8 @@ class _Search:
         self.e_strides = [int(np.prod(ev.shape[a + 1 :])) for a in range(n)]
         cells = [m - 1 for m in ev.shape]
         self.c_strides = [int(np.prod(cells[a + 1 :])) for a in range(n)]
-        cmin, cmax = E, E
-        for a in range(n):
-            lo = [slice(None)] * n
-            hi = [slice(None)] * n
-            lo[a], hi[a] = slice(0, -1), slice(1, None)
-            cmin = torch.minimum(cmin[tuple(lo)], cmin[tuple(hi)])
-            cmax = torch.maximum(cmax[tuple(lo)], cmax[tuple(hi)])
-        self.cmin, self.cmax = cmin.reshape(-1), cmax.reshape(-1)
+        self._E3 = E
+        self._crange = None  # per-cell dose range, built on first use (general points only)
         self.E = E.reshape(-1)
         self.hstep = [((a[1:] - a[:-1]) / self.dta).contiguous() for a in self.ax]  # cell sizes, y units
         # flat offsets of the 2^N corners (corner bit set: upper node along that axis)
@@ -385,6 +379,20 @@ class _Search:
             [(-1) ** sum(1 for b in self.bits if S & b and not corner & b) for S in self.nonlinear]
             for corner in self.subsets
         ]
+
+    def _cell_range(self):
+        """Least and greatest evaluation dose of each cell (flat, cell order)."""
+        if self._crange is None:
+            n = self.n
+            cmin = cmax = self._E3
+            for a in range(n):
+                lo = [slice(None)] * n
+                hi = [slice(None)] * n
+                lo[a], hi[a] = slice(0, -1), slice(1, None)
+                cmin = torch.minimum(cmin[tuple(lo)], cmin[tuple(hi)])
+                cmax = torch.maximum(cmax[tuple(lo)], cmax[tuple(hi)])
+            self._crange = (cmin.reshape(-1), cmax.reshape(-1))
+        return self._crange
 
     # -- driver --------------------------------------------------------------------------
     def run(self, r: list, d: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
@@ -670,7 +678,8 @@ class _Search:
             lb += gap * gap
         lb *= 1.0 / dta**2
         dp = d.index_select(0, pid)
-        dgap = ((self.cmin.index_select(0, cell) - dp).clamp(min=0) + (dp - self.cmax.index_select(0, cell)).clamp(min=0)) * sw.index_select(0, pid)
+        cmin, cmax = self._cell_range()
+        dgap = ((cmin.index_select(0, cell) - dp).clamp(min=0) + (dp - cmax.index_select(0, cell)).clamp(min=0)) * sw.index_select(0, pid)
         lb += dgap * dgap
         keep = torch.nonzero(lb < _below(ub.index_select(0, pid))).squeeze(1)
         if len(keep) == 0:
