@@ -853,15 +853,27 @@ class _Search:
         alpha = q0 * flip
         ks = []
         for a, bit in enumerate(self.bits):
-            spread = None
-            for S in self.nonlinear:
-                if S & bit:
-                    x = c[S].abs()
-                    spread = x if spread is None else spread + x
-            # c[bit] is the mean slope (xi units); moving away from the anchor (towards
-            # -xi for an upper anchor) the least slope of flip * q is ...
+            # slope of flip * q along a (xi units): flip * c[bit] plus a multilinear
+            # function of the other coordinates, whose range is found at their corners
+            terms = [S for S in self.nonlinear if S & bit]
             slope = flip * c[bit]
-            k = torch.where(up[a], slope + spread, slope - spread) if spread is not None else slope
+            if terms:
+                fc = {S: flip * c[S] for S in terms}
+                others = [b for b in self.bits if b != bit]
+                emin = emax = None
+                for signs in itertools.product((1.0, -1.0), repeat=len(others)):
+                    e = None
+                    for S in terms:
+                        neg = sum(1 for b, sb in zip(others, signs) if S & b and sb < 0) % 2
+                        x = fc[S]
+                        e = (-x if neg else x) if e is None else (e - x if neg else e + x)
+                    emin = e if emin is None else torch.minimum(emin, e)
+                    emax = e if emax is None else torch.maximum(emax, e)
+                # moving away from the anchor: towards +y the least slope counts, towards
+                # -y (upper anchor) the greatest
+                k = torch.where(up[a], slope + emax, slope + emin)
+            else:
+                k = slope
             k = k * (2.0 / h[a])
             y0 = torch.where(up[a], hi[a], lo[a])
             alpha = alpha - k * y0
