@@ -95,9 +95,15 @@ def table_widget(table: Table) -> QTableWidget:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
             w.setItem(r, c, item)
-    w.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-    w.horizontalHeader().setStretchLastSection(True)
-    height = w.horizontalHeader().sizeHint().height() + sum(w.rowHeight(i) for i in range(min(len(table.rows), 12))) + 4
+    header = w.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeToContents)
+    header.setStretchLastSection(True)
+    w.setSizeAdjustPolicy(QTableWidget.AdjustIgnored)  # never wider than the pane: columns scroll instead
+    w.verticalHeader().setDefaultSectionSize(24)
+    shown = min(len(table.rows), 12)
+    height = header.sizeHint().height() + 24 * shown + 2 * w.frameWidth() + 2
+    if len(table.columns) > 4:  # may need the horizontal scroll bar: keep the last row clear of it
+        height += w.horizontalScrollBar().sizeHint().height()
     w.setFixedHeight(max(height, 40))
     return w
 
@@ -117,7 +123,7 @@ def image_widget(image: Image) -> pg.PlotWidget:
     if data.ndim != 2:
         raise ValueError(f"image {image.title!r}: expected a 2-D array, got shape {data.shape}")
     plot = pg.PlotWidget(background="w")
-    plot.setTitle(esc(image.title), color="#333", size="10pt")
+    plot.setTitle(esc(image.title), color="#333", size="9pt")
     item = pg.ImageItem(data, axisOrder="row-major")
     lut = _colormap(image.colormap).getLookupTable(nPts=256)
     item.setLookupTable(lut)
@@ -140,7 +146,8 @@ def image_widget(image: Image) -> pg.PlotWidget:
     plot.setLabel("bottom", image.x_label)
     plot.setLabel("left", image.y_label)
     plot.setAspectLocked(image.extent is None or abs((x1 - x0) / cols - (y1 - y0) / rows) < 1e-9)
-    plot.setMinimumHeight(220)
+    plot.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.02)
+    plot.setMinimumHeight(240)
     plot.image_item = item
     return plot
 
@@ -148,7 +155,7 @@ def image_widget(image: Image) -> pg.PlotWidget:
 def scatter_widget(sc: Scatter) -> pg.PlotWidget:
     x, y = np.asarray(sc.x, dtype=float), np.asarray(sc.y, dtype=float)
     plot = pg.PlotWidget(background="w")
-    plot.setTitle(esc(sc.title), color="#333", size="10pt")
+    plot.setTitle(esc(sc.title), color="#333", size="9pt")
     plot.showGrid(x=True, y=True, alpha=0.2)
     legend = plot.addLegend(offset=(-10, 10), labelTextColor="#333")
     labels = np.asarray(sc.labels) if sc.labels is not None else None
@@ -263,12 +270,6 @@ class PreviewView(QWidget):
                 button = QPushButton(f"All {len(preview.warnings)} warnings…")
                 button.clicked.connect(self.show_all_warnings)
                 col.addWidget(button, 0, Qt.AlignLeft)
-        for table in preview.tables:
-            head = QLabel(f"<b>{esc(table.title)}</b>" + (f" <span style='color:#6b7280'>{esc(table.note)}</span>"
-                                                            if table.note else ""))
-            head.setWordWrap(True)
-            col.addWidget(head)
-            col.addWidget(table_widget(table))
         plots: list[QWidget] = []
         for image in preview.images:
             plots.append(self._guard(image_widget, image, image.title))
@@ -288,6 +289,12 @@ class PreviewView(QWidget):
                 cap.setWordWrap(True)
                 cap.setStyleSheet("color: #6b7280; font-size: 11px;")
                 col.addWidget(cap)
+        for table in preview.tables:
+            head = QLabel(f"<b>{esc(table.title)}</b>" + (f" <span style='color:#6b7280'>{esc(table.note)}</span>"
+                                                            if table.note else ""))
+            head.setWordWrap(True)
+            col.addWidget(head)
+            col.addWidget(table_widget(table))
         self.body.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
 
     def _guard(self, make, item, title: str) -> QWidget:

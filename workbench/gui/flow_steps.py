@@ -121,7 +121,7 @@ class ChoiceStep(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([420, 700] if rows else [260, 860])
+        split.setSizes([380, 820] if rows else [260, 940])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
@@ -177,8 +177,37 @@ class ChoiceStep(QWidget):
         self.previewed.emit(self.kind)
 
 
+def is_loss_key(key: str) -> bool:
+    k = key.lower()
+    return "loss" in k or "mse" in k
+
+
 class FlowJobPanel(JobPanel):
-    """The job panel, plus resuming an interrupted or cancelled run through the same bridge."""
+    """The job panel, plus resuming an interrupted or cancelled run through the same bridge, and
+    the curves split in two: losses (training and validation) on top, every other metric below
+    (accuracies, pass rates, learning rates and gradient norms live on other scales)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        from workbench.viewkit import CurvesWidget
+
+        self.curves.setTitle("losses", color="#333", size="11pt")
+        self.other_curves = CurvesWidget(title="other metrics")
+        self.other_curves.setMinimumHeight(160)
+        losses_add, losses_clear, other = self.curves.add_point, self.curves.clear_all, self.other_curves
+
+        def add_point(key: str, step: float, value: float) -> None:
+            (losses_add if is_loss_key(key) else other.add_point)(key, step, value)
+
+        def clear_all() -> None:
+            losses_clear()
+            other.clear_all()
+
+        # the base panel feeds `curves`; routing here keeps its event handling untouched
+        self.curves.add_point, self.curves.clear_all = add_point, clear_all
+        self._redraw.timeout.connect(self.other_curves.redraw)
+        self.run_finished.connect(lambda *_: self.other_curves.redraw())
+        self.curves_box.layout().insertWidget(1, self.other_curves, 1)
 
     def resume_run(self, run_id: str) -> None:
         if self.running or self.starting:
@@ -272,7 +301,7 @@ class DistillStep(QWidget):
         right = QWidget()
         rv = QVBoxLayout(right)
         rv.setContentsMargins(4, 8, 8, 8)
-        rv.addWidget(QLabel("<b>Loss and validation curves</b>"))
+        rv.addWidget(QLabel("<b>Live curves</b> (training and validation losses; other metrics below)"))
         rv.addWidget(self.jobs.curves_box, 1)
         split = QSplitter()
         split.addWidget(left)
@@ -414,7 +443,8 @@ class InspectStep(QWidget):
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setFixedHeight(120)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 3 * 24 + 6)
         self.profile_note = QLabel()
         self.profile_note.setStyleSheet(HINT)
         self.profile_note.setWordWrap(True)
