@@ -529,14 +529,23 @@ class _Search:
                 ta = torch.minimum((-q0 * s / (1.0 + s * s)).clamp(min=0), ha)
                 qa = q0 + s * ta
                 ub = torch.minimum(ub, ta * ta + qa * qa)
-        for o in offs:
-            if sum(1 for x in o if x) >= 2:
-                dist = None
-                for a in range(n):
-                    if o[a]:
-                        x = hp[a] if o[a] > 0 else hm[a]
-                        dist = x * x if dist is None else dist + x * x
-                ub = torch.minimum(ub, dist + v[o] * v[o])
+        # (the diagonal neighbours only where they are near enough to matter)
+        hmin = hm[0].minimum(hp[0])
+        for a in range(1, n):
+            hmin = hmin.minimum(hm[a]).minimum(hp[a])
+        far = torch.nonzero(ub > 2.0 * hmin * hmin).squeeze(1) if n > 1 else hmin[:0].long()
+        if len(far):
+            ub_f = ub.index_select(0, far)
+            for o in offs:
+                if sum(1 for x in o if x) >= 2:
+                    dist = None
+                    for a in range(n):
+                        if o[a]:
+                            x = (hp[a] if o[a] > 0 else hm[a]).index_select(0, far)
+                            dist = x * x if dist is None else dist + x * x
+                    vo = v[o].index_select(0, far)
+                    ub_f = torch.minimum(ub_f, dist + vo * vo)
+            ub.index_copy_(0, far, ub_f)
         rho = torch.sqrt(ub)
         settled = _below(ub) <= 0  # within the tolerance of zero: nothing can do better by more
         fits = ~settled
@@ -645,6 +654,24 @@ class _Search:
         s = sw.index_select(0, pid)
         return lo, h, [x * s for x in c]
 
+    def _corner_bound(self, lo, h, c):
+        """Lower bound of gamma^2 over each box: squared distance plus the least |q| at its corners."""
+        v = list(c)
+        for bit in self.bits:  # centred coefficients -> corner values (inverse transform)
+            for S in self.subsets:
+                if not S & bit:
+                    a, b = v[S], v[S | bit]
+                    v[S], v[S | bit] = a - b, a + b
+        qmin = qmax = v[0]
+        for x in v[1:]:
+            qmin, qmax = torch.minimum(qmin, x), torch.maximum(qmax, x)
+        gap = qmin.clamp(min=0) - qmax.clamp(max=0)
+        out = gap * gap
+        for a in range(self.n):
+            da = lo[a].clamp(min=0) + (-(lo[a] + h[a])).clamp(min=0)
+            out = out + da * da
+        return out
+
     def _hadamard(self, v):
         """Corner values -> centred multilinear coefficients (fast Walsh-Hadamard)."""
         v = list(v)
@@ -703,6 +730,17 @@ class _Search:
                 continue
             if not clipped:
                 lo, h, c = self._clip(lo, h, c, torch.sqrt(ub.index_select(0, pid)))
+            # a cheap test first: distance to the box and the dose range at its corners
+            near = self._corner_bound(lo, h, c) < _below(ub.index_select(0, pid))
+            if not bool(near.all()):
+                keep = torch.nonzero(near).squeeze(1)
+                if len(keep) == 0:
+                    continue
+                pid = pid.index_select(0, keep)
+                lo = [x.index_select(0, keep) for x in lo]
+                h = [x.index_select(0, keep) for x in h]
+                c = [x.index_select(0, keep) for x in c]
+                m = len(pid)
             lb, cand = self._evaluate(lo, h, c)
             ub.scatter_reduce_(0, pid, cand, reduce="amin")
             big = h[0] > self.step
