@@ -11,7 +11,10 @@ cutoff, interp_fraction 10, max gamma 2), global normalisation to the reference 
 Sizes are SLICESxROWSxCOLS (96x96 in-plane, 64 slices = 64x96x96), 2.5 mm voxels.
 pymedphys needs numba (its interpolation is JIT-compiled; a small warm-up call compiles
 it before timing). Timings are wall clock of one call each, after warm-ups; all of ours
-run before pymedphys (see the note in main).
+run before pymedphys (see the note in main). The cpu columns are process CPU seconds
+during each call (pymedphys: summed over its numba threads; ours: one torch thread by
+default); on a machine shared with other busy processes the wall-clock ratio depends on
+how much of each core each side got, the CPU-time ratio much less.
 """
 from __future__ import annotations
 
@@ -71,26 +74,27 @@ def pair(shape, spacing, kind):
 def run_pymedphys(axes, ref, ev, a, interp_fraction=None):
     import pymedphys
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     g = pymedphys.gamma(
         tuple(axes), ref, tuple(axes), ev, a.dd, a.dta, lower_percent_dose_cutoff=a.cutoff,
         interp_fraction=interp_fraction or a.interp_fraction, max_gamma=a.max_gamma,
     )
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     v = g[~np.isnan(g)]
-    return 100.0 * np.count_nonzero(v <= 1) / v.size, v.size, dt
+    return 100.0 * np.count_nonzero(v <= 1) / v.size, v.size, dt, dc
 
 
 def run_ours(axes, ref, ev, a, device):
     from workbench_vmat.compute.gamma import gamma
 
+    c0 = time.process_time()
     r = gamma(ref, ev, axes_reference=axes, dd=a.dd, dta=a.dta, cutoff=a.cutoff, interp_fraction=a.interp_fraction,
               max_gamma=a.max_gamma, device=device, threads=a.threads or None)
     if device == "cuda":
         import torch
 
         torch.cuda.synchronize()
-    return r.pass_rate, r.n_evaluated, r.seconds
+    return r.pass_rate, r.n_evaluated, r.seconds, time.process_time() - c0
 
 
 def _numba_threads():
@@ -164,28 +168,30 @@ def main() -> int:
     print(f"gamma {a.dd:g}%/{a.dta:g} mm, cutoff {a.cutoff:g}%, interp_fraction {a.interp_fraction:g}, "
           f"max gamma {a.max_gamma:g}; {a.spacing:g} mm voxels; {os.cpu_count()} CPUs; ours on "
           f"{a.threads or torch.get_num_threads()} torch thread(s), pymedphys on {_numba_threads()} numba thread(s)" + (f", CUDA: {torch.cuda.get_device_name()}" if cuda else ", no CUDA"))
-    head = f"{'size':>11} {'kind':>8} {'points':>8} | {'pmp %':>7} {'ours %':>7} {'diff pp':>7} | {'pmp s':>7} {'ours s':>7} {'speed-up':>8}"
+    head = (f"{'size':>11} {'kind':>8} {'points':>8} | {'pmp %':>7} {'ours %':>7} {'diff pp':>7} | {'pmp s':>7} {'ours s':>7} "
+            f"{'speed-up':>8} | {'pmp cpu':>7} {'ours cpu':>8} {'cpu x':>6}")
     if cuda:
         head += f" | {'cuda s':>7} {'vs pmp':>7}"
     print(head)
     print("-" * len(head))
     for shape, kind in cases:
-        ours_rate, n, ours_s = ours[shape, kind]
+        ours_rate, n, ours_s, ours_c = ours[shape, kind]
         row = f"{'x'.join(map(str, shape)):>11} {kind:>8} {n:>8} | "
         pmp_s = None
         if (shape, kind) in theirs:
-            pmp_rate, pmp_n, pmp_s = theirs[shape, kind]
+            pmp_rate, pmp_n, pmp_s, pmp_c = theirs[shape, kind]
             assert pmp_n == n, (pmp_n, n)
-            row += f"{pmp_rate:>7.2f} {ours_rate:>7.2f} {ours_rate - pmp_rate:>+7.2f} | {pmp_s:>7.2f} {ours_s:>7.2f} {pmp_s / ours_s:>7.0f}x"
+            row += (f"{pmp_rate:>7.2f} {ours_rate:>7.2f} {ours_rate - pmp_rate:>+7.2f} | {pmp_s:>7.2f} {ours_s:>7.2f} "
+                    f"{pmp_s / ours_s:>7.0f}x | {pmp_c:>7.2f} {ours_c:>8.2f} {pmp_c / max(ours_c, 1e-9):>5.0f}x")
         else:
-            row += f"{'-':>7} {ours_rate:>7.2f} {'-':>7} | {'-':>7} {ours_s:>7.2f} {'-':>8}"
+            row += f"{'-':>7} {ours_rate:>7.2f} {'-':>7} | {'-':>7} {ours_s:>7.2f} {'-':>8} | {'-':>7} {ours_c:>8.2f} {'-':>6}"
         if cuda:
             cuda_s = on_cuda[shape, kind][2]
             row += f" | {cuda_s:>7.3f} " + (f"{pmp_s / cuda_s:>6.0f}x" if pmp_s else f"{'-':>7}")
         print(row)
         if a.converge and (shape, kind) in theirs and abs(ours_rate - theirs[shape, kind][0]) > 0.3:
             axes, ref, ev = pair(shape, spacing, kind)
-            fine_rate, _, fine_s = run_pymedphys(axes, ref, ev, a, interp_fraction=30)
+            fine_rate, _, fine_s, _ = run_pymedphys(axes, ref, ev, a, interp_fraction=30)
             print(f"{'':>29}pymedphys at interp_fraction 30: {fine_rate:.2f}% ({fine_s:.1f} s); "
                   f"ours - that: {ours_rate - fine_rate:+.2f} pp")
     return 0
