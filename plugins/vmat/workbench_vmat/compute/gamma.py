@@ -547,6 +547,8 @@ class _Search:
                     ub_f = torch.minimum(ub_f, dist + vo * vo)
             ub.index_copy_(0, far, ub_f)
         rho = torch.sqrt(ub)
+        # nothing beyond |y| = sqrt(_below(ub)) can beat ub by more than the tolerance
+        reach = torch.sqrt(_below(ub))
         settled = _below(ub) <= 0  # within the tolerance of zero: nothing can do better by more
         fits = ~settled
         for a in range(n):
@@ -572,7 +574,7 @@ class _Search:
                 k = m if k is None else torch.minimum(k, m)
             ks.append(k)
         zero_lo = [torch.zeros_like(rho)] * n
-        hi_c = [rho] * n
+        hi_c = [reach] * n
         alpha = q0.abs()
         t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
         quick = fits & (_dual_bound(alpha, ks, None, zero_lo, hi_c, t) >= _below(ub))
@@ -586,7 +588,7 @@ class _Search:
         # cell only; the octants it leaves open are searched by branch and bound
         pick = lambda x: x.index_select(0, sel)  # noqa: E731
         k = len(sel)
-        rho_s = pick(rho)
+        rho_s = pick(reach)
         ub_s = pick(ub)
         fv_s = {o: pick(x) for o, x in fv.items()}
         hm_s, hp_s = [pick(x) for x in hm], [pick(x) for x in hp]
@@ -729,7 +731,7 @@ class _Search:
                     stack.append((pid[sl], [x[sl] for x in lo], [x[sl] for x in h], [x[sl] for x in c], clipped))
                 continue
             if not clipped:
-                lo, h, c = self._clip(lo, h, c, torch.sqrt(ub.index_select(0, pid)))
+                lo, h, c = self._clip(lo, h, c, torch.sqrt(_below(ub.index_select(0, pid))))
             # a cheap test first: distance to the box and the dose range at its corners
             near = self._corner_bound(lo, h, c) < _below(ub.index_select(0, pid))
             if not bool(near.all()):
@@ -789,7 +791,7 @@ class _Search:
         ci = torch.div(keep, m, rounding_mode="floor")
         bi = keep - ci * m
         pid = pid.index_select(0, bi)
-        rho = torch.sqrt(ub.index_select(0, pid))
+        rho = torch.sqrt(_below(ub.index_select(0, pid)))
         lo_c, h_c = [], []
         c = [x.index_select(0, bi) for x in c]
         for a, bit in enumerate(self.bits):
