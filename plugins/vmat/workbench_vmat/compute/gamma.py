@@ -231,13 +231,16 @@ def gamma(
                 max_gamma=max_gamma,
                 step=dta / interp_fraction,
                 device=dev,
+                nodes=_node_tables([ax_ref[a] for a in keep], [ax_ev[a] for a in keep], [idx[a] for a in keep]),
             )
         finally:
             if torch.get_num_threads() != previous:
                 torch.set_num_threads(previous)
         gamma_map[idx] = values
-    n_eval = int(np.count_nonzero(~np.isnan(gamma_map)))
-    n_pass = int(np.count_nonzero(gamma_map <= 1.0))
+        n_eval = int(np.count_nonzero(~np.isnan(values)))
+        n_pass = int(np.count_nonzero(values <= 1.0))
+    else:
+        n_eval = n_pass = 0
     return GammaResult(
         gamma_map=gamma_map,
         pass_rate=100.0 * n_pass / n_eval if n_eval else float("nan"),
@@ -265,7 +268,8 @@ def _as_array(x: Any, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.size == 0:
         raise ValueError(f"{name} dose is empty")
-    if not np.all(np.isfinite(a)):
+    # the sum is finite unless some value is not (or the doses are absurdly large)
+    if not (np.isfinite(a.sum()) or np.all(np.isfinite(a))):
         raise ValueError(f"{name} dose contains NaN or infinite values")
     return a
 
@@ -332,11 +336,12 @@ _TOL_SLOPE = 0.5
 _NEWTON = 1
 
 
-def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device) -> np.ndarray:
+def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device, nodes=None) -> np.ndarray:
     """gamma for reference points ``pos`` (P, N) with doses ``dose`` against ``ev``.
 
-    ``weight``: 1 / dd_abs^2 per point. Returns float32 (P,), NaN where no evaluation
-    dose lies within ``max_gamma * dta``.
+    ``weight``: 1 / dd_abs^2 per point. ``nodes``: optional (node index (P, N), on a
+    node (P,), on an interior node (P,)) from :func:`_node_tables`. Returns float32 (P,),
+    NaN where no evaluation dose lies within ``max_gamma * dta``.
     """
     search = _Search(ev, axes, dta=dta, max_gamma=max_gamma, step=step, device=device)
     out = np.empty(len(dose), dtype=np.float32)
@@ -345,8 +350,31 @@ def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device) 
         r = torch.as_tensor(pos[s : s + chunk].T.copy(), dtype=search.dtype, device=device)
         d = torch.as_tensor(dose[s : s + chunk], dtype=search.dtype, device=device)
         sw = torch.sqrt(torch.as_tensor(weight[s : s + chunk], dtype=search.dtype, device=device))
-        out[s : s + chunk] = search.run(list(r), d, sw).cpu().numpy()
+        hint = None
+        if nodes is not None:
+            j, on, inner = (x[s : s + chunk] for x in nodes)
+            hint = (list(torch.as_tensor(j.T.copy(), device=device)), torch.as_tensor(on, device=device),
+                    torch.as_tensor(inner, device=device))
+        out[s : s + chunk] = search.run(list(r), d, sw, hint).cpu().numpy()
     return out
+
+
+def _node_tables(ax_ref, ax_ev, idx):
+    """Nearest evaluation node of reference points with grid indices ``idx`` (per axis).
+
+    Looked up once per reference coordinate, not per point: (node (P, N) int64, on a
+    node (P,), on an interior node (P,)), the same as ``_Search._nodes`` computes.
+    """
+    node, on, inner = [], None, None
+    for rv, x, i in zip(ax_ref, ax_ev, idx):
+        j = np.clip(np.searchsorted(x, rv), 1, len(x) - 1)
+        j = j - (np.abs(rv - x[j - 1]) < np.abs(x[j] - rv))
+        o = np.abs(x[j] - rv) <= 1e-4
+        inn = o & (j >= 1) & (j <= len(x) - 2)
+        node.append(j[i])
+        on = o[i] if on is None else on & o[i]
+        inner = inn[i] if inner is None else inner & inn[i]
+    return np.stack(node, axis=1).astype(np.int64), on, inner
 
 
 class _Search:
@@ -404,12 +432,12 @@ class _Search:
         return self._crange
 
     # -- driver --------------------------------------------------------------------------
-    def run(self, r: list, d: torch.Tensor, sw: torch.Tensor) -> torch.Tensor:
+    def run(self, r: list, d: torch.Tensor, sw: torch.Tensor, nodes=None) -> torch.Tensor:
         n, dta = self.n, self.dta
         P = len(d)
         ub = torch.full((P,), self.g2_cap, dtype=self.dtype, device=self.device)
         done = torch.zeros(P, dtype=torch.bool, device=self.device)
-        node, on_any, interior = self._nodes(r)
+        node, on_any, interior = nodes if nodes is not None else self._nodes(r)
         # points on a node whose dose difference there is already within the tolerance
         # of zero need no search (nothing can beat it by more than the tolerance)
         sel = torch.nonzero(on_any).squeeze(1)
