@@ -2,9 +2,10 @@
 
 Input: ``(N, 2, Z, Y, X)`` = normalised CT and normalised dose in water (see
 `normalise`); output ``(N, 1, Z, Y, X)`` = normalised patient dose. With ``residual``
-the network predicts a correction added to the dose-in-water channel, so an untrained
-network already returns the input dose and training learns the heterogeneity/machine
-difference (the part the input engine gets wrong).
+the network predicts a relative correction of the dose in water, ``d_in * (1 + s)``
+(``s`` zero at start), so an untrained network already returns the input dose, training
+learns the heterogeneity/machine difference as a smooth factor field, and no dose
+appears where the input engine put none (regions patches rarely visit cannot drift).
 
 No normalisation layers: a convolution-only network gives the same answer on a patch as
 on the same region of the full volume (away from the patch edges), so patch training and
@@ -103,6 +104,20 @@ def _upsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     return nn.functional.interpolate(x, scale_factor=float(factor), mode="trilinear", align_corners=False)
 
 
+def _head(channels: int, residual: bool) -> nn.Conv3d:
+    head = nn.Conv3d(channels, 1, 1)
+    if residual:  # start at "output = dose in water"
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+    return head
+
+
+def _combine(x: torch.Tensor, out: torch.Tensor, residual: bool) -> torch.Tensor:
+    if not residual:
+        return out
+    return x[:, 1:2] * (1.0 + out)
+
+
 def _stage(channels: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*[ResBlock(channels) for _ in range(blocks)])
 
@@ -122,10 +137,7 @@ class UNet3D(nn.Module):
             setattr(self, f"up{k}", nn.ConvTranspose3d(w[k + 1], w[k], 2, stride=2))
             setattr(self, f"merge{k}", nn.Sequential(nn.Conv3d(2 * w[k], w[k], 1), nn.LeakyReLU(0.1)))
             setattr(self, f"dec{k}", _stage(w[k], spec.blocks))
-        self.head = nn.Conv3d(w[0], 1, 1)
-        if spec.residual:  # start at "output = dose in water"
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        self.head = _head(w[0], spec.residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         levels = self.spec.levels
@@ -140,8 +152,7 @@ class UNet3D(nn.Module):
             h = getattr(self, f"up{k}")(h)
             h = getattr(self, f"merge{k}")(torch.cat([h, skips[k]], dim=1))
             h = getattr(self, f"dec{k}")(h)
-        out = _upsample(self.head(h), self.spec.stem_stride)
-        return x[:, 1:2] + out if self.spec.residual else out
+        return _combine(x, _upsample(self.head(h), self.spec.stem_stride), self.spec.residual)
 
 
 class PlainCNN3D(nn.Module):
@@ -157,17 +168,13 @@ class PlainCNN3D(nn.Module):
         for k in range(n):
             setattr(self, f"block{k}", ResBlock(c, dilation=2 ** (k % 3)))
         self.n_blocks = n
-        self.head = nn.Conv3d(c, 1, 1)
-        if spec.residual:
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        self.head = _head(c, spec.residual)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
         for k in range(self.n_blocks):
             h = getattr(self, f"block{k}")(h)
-        out = _upsample(self.head(h), self.spec.stem_stride)
-        return x[:, 1:2] + out if self.spec.residual else out
+        return _combine(x, _upsample(self.head(h), self.spec.stem_stride), self.spec.residual)
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
@@ -232,7 +239,7 @@ TEACHER_PRESETS: dict[str, ModelSpec] = {
 #: student families per preset: (arch, base channels, levels, blocks, stem stride)
 STUDENT_PRESETS: dict[str, dict[str, tuple[str, int, int, int, int]]] = {
     "tiny": {"unet-s": ("unet", 2, 2, 1, 2), "unet-xs": ("unet", 1, 2, 1, 2), "cnn": ("cnn", 2, 2, 1, 2)},
-    "demo": {"unet-s": ("unet", 3, 3, 1, 2), "unet-xs": ("unet", 3, 2, 1, 2), "cnn": ("cnn", 6, 3, 1, 2)},
+    "demo": {"unet-s": ("unet", 4, 3, 1, 2), "unet-xs": ("unet", 3, 2, 1, 2), "cnn": ("cnn", 6, 3, 1, 2)},
     "paper": {"unet-s": ("unet", 10, 4, 1, 2), "unet-xs": ("unet", 8, 3, 1, 2), "cnn": ("cnn", 16, 4, 1, 2)},
 }
 

@@ -59,7 +59,7 @@ class TrainingBudget:
 
 BUDGETS: dict[str, TrainingBudget] = {
     "tiny": TrainingBudget(16, 8, 4, 2, 2, 0),
-    "demo": TrainingBudget(32, 48, 4, 12, 12, 0),
+    "demo": TrainingBudget(48, 24, 2, 16, 20, 0),
     "paper": TrainingBudget(64, 800, 4, 200, 200, 30),
 }
 
@@ -155,13 +155,17 @@ class PhaseContext(RunContext):
     "drop metrics after the checkpoint step" on resume spares earlier phases), and a
     checkpoint is handed back on resume only to the phase that wrote it."""
 
-    def __init__(self, ctx: RunContext, phase: str, step_offset: int):
+    def __init__(self, ctx: RunContext, phase: str, step_offset: int,
+                 curves: dict[str, list[tuple[int, float]]] | None = None):
         self._ctx, self.phase, self.offset = ctx, phase, int(step_offset)
+        self.curves = curves  # filled with (step, value) of the loss and val metrics, for the report
         self.run_id, self.seed, self.run_dir = ctx.run_id, ctx.seed, ctx.run_dir
         self.home, self.device = ctx.home, ctx.device
 
     def metric(self, key: str, value: float, step: int) -> None:
         self._ctx.metric(f"{self.phase}/{key}", value, step + self.offset)
+        if self.curves is not None and key in ("train_loss", "val_loss", "val_gamma_2_2"):
+            self.curves.setdefault(f"{self.phase}/{key}", []).append((step + self.offset, float(value)))
 
     def log(self, message: str, level: str = "info") -> None:
         self._ctx.log(f"{self.phase}: {message}", level)
@@ -396,10 +400,10 @@ def fit(model: nn.Module, train: Sequence[CaseArrays], val: Sequence[CaseArrays]
         settings: FitSettings, ctx: RunContext, *, phase: str, step_offset: int, dist_info: Dist,
         device: torch.device, multiple: int, teacher: Sequence[TeacherTargets] | None = None,
         feature_strides: dict[str, int] | None = None, progress: Callable[[Progress], Progress] | None = None,
-        ) -> Iterator[Progress]:
+        curves: dict[str, list[tuple[int, float]]] | None = None) -> Iterator[Progress]:
     """Train ``model`` (a dose network, or a `StudentWithAdapters`) in place; returns the
     trainer's summary. ``teacher``: per-train-case targets for the KD terms."""
-    pctx = PhaseContext(ctx, phase, step_offset)
+    pctx = PhaseContext(ctx, phase, step_offset, curves)
     model.to(device)
     net = wrap_ddp(model, dist_info, device)
     params = [p for p in net.parameters() if p.requires_grad]

@@ -122,13 +122,14 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
     # -- teacher trained here -----------------------------------------------------------------------
     teacher_file = ctx.run_dir / "teacher.safetensors"
     step = 0
+    curves: dict[str, list[tuple[int, float]]] = {}
     if loaded is None:
         if teacher_file.is_file() and teacher_file.with_suffix(".json").is_file():
             loaded = load_model(teacher_file, role="teacher")
             ctx.log("teacher already trained in this run (resume): reusing it")
         else:
             model, spec, summary = yield from train_teacher(config, ctx, cases, norm, dist_info, device,
-                                                            progress=overall("teacher"))
+                                                            progress=overall("teacher"), curves=curves)
             if dist_info.main:
                 save_model(teacher_file, model, spec, norm, role="teacher",
                            grid={"spacing_mm": list(cases["train"][0].spacing_mm), "patch_size": budget.patch_size,
@@ -169,7 +170,15 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
               + 1e-8 for name, _ in pairs} if pairs and targets else {}
     strides = {t: layer_stride(teacher, t) for t, _ in pairs}
 
+    grid = {"spacing_mm": list(cases["train"][0].spacing_mm), "patch_size": budget.patch_size, "multiple": multiple,
+            "example_shape": list(_example_shape(cases, multiple))}
+
     def train_student(phase: str, alpha: float, beta: float, use_pairs, offset: int):
+        """Train one student phase, or reuse its saved weights when a resumed run had finished it."""
+        path = ctx.run_dir / f"{phase}.safetensors"
+        if path.is_file() and path.with_suffix(".json").is_file():
+            ctx.log(f"{phase} already trained in this run (resume): reusing it")
+            return load_model(path, role="student").model
         net = build_model(s_spec)
         net.load_state_dict(init_state)
         wrapped = StudentWithAdapters(net, use_pairs, teacher if use_pairs else None, scales)
@@ -177,30 +186,27 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
         summary = yield from fit(wrapped, cases["train"], cases.get("val", []), norm, settings, ctx, phase=phase,
                                  step_offset=offset, dist_info=dist_info, device=device, multiple=multiple,
                                  teacher=targets if (alpha > 0 or beta > 0) else None, feature_strides=strides,
-                                 progress=overall(phase))
-        return net.eval(), summary
+                                 progress=overall(phase), curves=curves)
+        net = net.eval().cpu()
+        # each rank writes into its own run folder (a follower's is temporary)
+        save_model(path, net, s_spec, norm, role="student", grid=grid,
+                   training={"family": config.student, "alpha": alpha, "beta": beta,
+                             "feature_layers": config.feature_layers if beta > 0 else "", "teacher_parameters": n_t,
+                             **{k: v for k, v in (summary or {}).items() if k != "final"}})
+        return net
 
-    student, s_summary = yield from train_student("student", config.alpha, config.beta, pairs, step)
+    student = yield from train_student("student", config.alpha, config.beta, pairs, step)
     step += budget.student_epochs
     baseline = None
     if config.student_only_baseline and kd_on:
-        baseline, _ = yield from train_student("student_only", 0.0, 0.0, [], step)
+        baseline = yield from train_student("student_only", 0.0, 0.0, [], step)
     elif config.student_only_baseline:
         ctx.log("alpha = beta = 0: the student is itself the student-only baseline")
     if not dist_info.main:
         return {"rank": dist_info.rank}
-
-    grid = {"spacing_mm": list(cases["train"][0].spacing_mm), "patch_size": budget.patch_size, "multiple": multiple,
-            "example_shape": list(_example_shape(cases, multiple))}
-    student_file = save_model(ctx.run_dir / "student.safetensors", student, s_spec, norm, role="student", grid=grid,
-                              training={"family": config.student, "alpha": config.alpha, "beta": config.beta,
-                                        "feature_layers": config.feature_layers, "teacher_parameters": n_t,
-                                        **{k: v for k, v in (s_summary or {}).items() if k != "final"}})
-    ctx.artifact("model", student_file, role="student", parameters=n_s)
+    ctx.artifact("model", ctx.run_dir / "student.safetensors", role="student", parameters=n_s)
     if baseline is not None:
-        f = save_model(ctx.run_dir / "student_only.safetensors", baseline, s_spec, norm, role="student", grid=grid,
-                       training={"family": config.student, "alpha": 0.0, "beta": 0.0})
-        ctx.artifact("model", f, role="student_only", parameters=n_s)
+        ctx.artifact("model", ctx.run_dir / "student_only.safetensors", role="student_only", parameters=n_s)
     if loaded.path is not None and loaded.path.parent != ctx.run_dir:  # profile/export find it beside the student
         save_model(ctx.run_dir / "teacher.safetensors", teacher.cpu(), t_spec, norm, role="teacher",
                    grid=loaded.grid, training=loaded.meta.get("training", {}))
@@ -216,7 +222,7 @@ def run(config: DistillConfig, ctx: RunContext) -> Iterator[Progress]:
     elif not kd_on:
         models["student_only"] = student.cpu()
     result = yield from evaluate_test(ctx, cases.get("test", []), norm, models, multiple, overall("evaluate"),
-                                      footprint=_footprint(ctx, teacher, student, cases, multiple))
+                                      footprint=_footprint(ctx, teacher, student, cases, multiple), curves=curves)
     result.update(seconds=time.time() - t0, student_parameters=n_s, teacher_parameters=n_t)
     ctx.log("distill done: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                          for k, v in result.items()))
@@ -271,13 +277,15 @@ def _footprint(ctx: RunContext, teacher, student, cases, multiple) -> dict[str, 
             prof = {"parameters": count_parameters(m), "latency_median_ms": _latency_ms(m, x),
                     "input_shapes": [list(x.shape)], "threads": torch.get_num_threads(), "method": "plain timing"}
         out[name] = prof
-    out["speedup_cpu"] = out["teacher"]["latency_median_ms"] / max(out["student"]["latency_median_ms"], 1e-9)
-    out["parameter_ratio"] = out["teacher"]["parameters"] / max(out["student"]["parameters"], 1)
+    out["ratios"] = {
+        "latency_cpu": out["teacher"]["latency_median_ms"] / max(out["student"]["latency_median_ms"], 1e-9),
+        "parameters": out["teacher"]["parameters"] / max(out["student"]["parameters"], 1)}
     return out
 
 
 def evaluate_test(ctx: RunContext, test: list[CaseArrays], norm: Normalisation, models: dict[str, torch.nn.Module],
-                  multiple: int, progress, footprint: dict[str, Any] | None = None) -> Iterator[Progress]:
+                  multiple: int, progress, footprint: dict[str, Any] | None = None,
+                  curves: dict[str, Any] | None = None) -> Iterator[Progress]:
     """Predict, write and score every test case (see the module doc); returns summary figures."""
     from ..compute.dicom_io import write_rtdose
     from ..compute.evaluation import evaluate_case, summarise
@@ -340,7 +348,7 @@ def evaluate_test(ctx: RunContext, test: list[CaseArrays], norm: Normalisation, 
     except ImportError as exc:  # the report module is optional for the numbers above
         ctx.warn(f"no HTML report: {exc}")
     else:
-        report = write_report(ctx.run_dir, eval_path, pred_dir, footprint=footprint, curves=None)
+        report = write_report(ctx.run_dir, eval_path, pred_dir, footprint=footprint, curves=curves or None)
         ctx.artifact("report", report)
     return result
 

@@ -130,7 +130,8 @@ def fit_settings(config: TeacherConfig, align: int, *, epochs: int, alpha: float
 
 def train_teacher(config: TeacherConfig, ctx: RunContext, cases: dict[str, list[CaseArrays]], norm: Normalisation,
                   dist_info: Dist, device: torch.device, *, step_offset: int = 0,
-                  progress: Callable[[Progress], Progress] | None = None) -> Iterator[Progress]:
+                  progress: Callable[[Progress], Progress] | None = None,
+                  curves: dict[str, list[tuple[int, float]]] | None = None) -> Iterator[Progress]:
     """Build and train the teacher of ``config``; returns (model, spec, summary)."""
     spec = teacher_spec(config.preset, config.base_channels, config.levels, config.residual)
     torch.manual_seed(config.seed)
@@ -140,7 +141,7 @@ def train_teacher(config: TeacherConfig, ctx: RunContext, cases: dict[str, list[
     settings = fit_settings(config, spec.multiple, epochs=budget_of(config).epochs)
     summary = yield from fit(model, cases["train"], cases.get("val", []), norm, settings, ctx, phase="teacher",
                              step_offset=step_offset, dist_info=dist_info, device=device, multiple=spec.multiple,
-                             progress=progress)
+                             progress=progress, curves=curves)
     model.eval()
     return model, spec, summary
 
@@ -167,7 +168,9 @@ def run(config: TeacherConfig, ctx: RunContext) -> Iterator[Progress]:
         if dist_info.main:
             save_model(out, model, spec, norm, role="teacher",
                        grid={"spacing_mm": list(cases["train"][0].spacing_mm), "patch_size": budget_of(config).patch_size,
-                             "multiple": spec.multiple},
+                             "multiple": spec.multiple,
+                             "example_shape": [-(-n // spec.multiple) * spec.multiple
+                                               for n in (cases.get("test") or cases["train"])[0].target.shape]},
                        training={"cohort": str(cohort.root), "preset": config.preset, "sampler": config.sampler,
                                  **{k: v for k, v in (summary or {}).items() if k != "final"}})
     if not dist_info.main:
