@@ -245,10 +245,10 @@ class FlowPage(QWidget):
             item = self.step_list.item(i)
             fields = list(step.fields) + (self.flow.unclaimed(list(self.form.widgets)) if step.kind == "distill" else [])
             invalid = any(f in bad for f in fields)
-            seen = step.kind in self.visited and (not isinstance(page, ChoiceStep) or page.view.preview is not None
+            seen = step.kind in self.visited and (not isinstance(page, ChoiceStep) or page.preview is not None
                                                   or page.runner is None)
             if step.kind == "inspect":
-                seen = bool(page.run_id)
+                seen = bool(page.run_id or page._pending_run)
             mark = f"  {MARK_BAD}" if invalid else (f"  {MARK_DONE}" if seen else "")
             item.setText(f"{i + 1}  {step.display_title}{mark}")
             item.setForeground(Qt.red if invalid else Qt.black)
@@ -297,8 +297,8 @@ class FlowPage(QWidget):
             self._update_marks()
 
     def previews(self) -> dict[str, Preview]:
-        return {s.kind: p.view.preview for s, p in zip(self.flow.steps, self.steps)
-                if isinstance(p, ChoiceStep) and p.view.preview is not None}
+        return {s.kind: p.preview for s, p in zip(self.flow.steps, self.steps)
+                if isinstance(p, ChoiceStep) and p.preview is not None}
 
     def save_previews(self, run_id: str) -> None:
         """What the user saw before committing goes with the run (the run card shows it)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QGridLayout, QHeaderView, QLabel, QPushButton, QSizePolicy, QTableWidget,
                                QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -201,11 +201,15 @@ class PreviewView(QWidget):
         self.layout_.addWidget(self.body)
         self.layout_.addStretch(1)
         self.preview: Preview | None = None
+        self._todo: list = []
+        self._build_token = 0
         self.figure_labels: dict[str, QLabel] = {}
         self.dialog: DetailDialog | None = None
         self.show_note("")
 
     def _replace_body(self) -> QVBoxLayout:
+        self._todo = []
+        self._build_token += 1
         old = self.body
         self.body = QWidget()
         self.layout_.replaceWidget(old, self.body)
@@ -270,32 +274,51 @@ class PreviewView(QWidget):
                 button = QPushButton(f"All {len(preview.warnings)} warnings…")
                 button.clicked.connect(self.show_all_warnings)
                 col.addWidget(button, 0, Qt.AlignLeft)
-        plots: list[QWidget] = []
-        for image in preview.images:
-            plots.append(self._guard(image_widget, image, image.title))
-        for sc in preview.scatters:
-            plots.append(self._guard(scatter_widget, sc, sc.title))
-        if plots:
+        # Plots and tables are built one per event-loop turn: a pyqtgraph plot costs tens of
+        # milliseconds to build and paint, and a preview with four of them built at once would
+        # hold the event loop (and a running job's progress) for a few hundred.
+        todo: list = []
+        items = [(image_widget, im, im.title) for im in preview.images] + \
+                [(scatter_widget, sc, sc.title) for sc in preview.scatters]
+        if items:
             box = QWidget()
             grid = QGridLayout(box)
             grid.setContentsMargins(0, 0, 0, 0)
-            per_row = 2 if len(plots) > 1 else 1
-            for i, widget in enumerate(plots):
-                grid.addWidget(widget, i // per_row, i % per_row)
-            captions = [p.caption for p in (*preview.images, *preview.scatters) if p.caption]
+            per_row = 2 if len(items) > 1 else 1
             col.addWidget(box)
+            for i, (make, item, title) in enumerate(items):
+                todo.append(lambda g=grid, i=i, m=make, it=item, t=title:
+                            g.addWidget(self._guard(m, it, t), i // per_row, i % per_row))
+            captions = [p.caption for p in (*preview.images, *preview.scatters) if p.caption]
             if captions:
                 cap = QLabel(" · ".join(esc(c) for c in captions))
                 cap.setWordWrap(True)
                 cap.setStyleSheet("color: #6b7280; font-size: 11px;")
                 col.addWidget(cap)
         for table in preview.tables:
-            head = QLabel(f"<b>{esc(table.title)}</b>" + (f" <span style='color:#6b7280'>{esc(table.note)}</span>"
-                                                            if table.note else ""))
-            head.setWordWrap(True)
-            col.addWidget(head)
-            col.addWidget(table_widget(table))
+            def add_table(table=table, col=col) -> None:
+                head = QLabel(f"<b>{esc(table.title)}</b>" + (
+                    f" <span style='color:#6b7280'>{esc(table.note)}</span>" if table.note else ""))
+                head.setWordWrap(True)
+                col.addWidget(head)
+                col.addWidget(table_widget(table))
+            todo.append(add_table)
         self.body.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Minimum)
+        self._todo = todo
+        self._build_token += 1
+        self._build_next(self._build_token)
+
+    @property
+    def building(self) -> bool:
+        """True while parts of the shown preview are still being built."""
+        return bool(self._todo)
+
+    def _build_next(self, token: int) -> None:
+        if token != self._build_token or not self._todo:  # a newer preview replaced this one
+            return
+        self._todo.pop(0)()
+        if self._todo:
+            QTimer.singleShot(0, lambda: self._build_next(token))
 
     def _guard(self, make, item, title: str) -> QWidget:
         try:

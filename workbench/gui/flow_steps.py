@@ -70,6 +70,7 @@ class ChoiceStep(QWidget):
         self.fields = list(step.fields)
         self.active = False
         self.cache_key = ""  # the config the shown preview belongs to
+        self._unshown: Preview | None = None
         self.runner = (PreviewRunner(page.session.home, page.plugin, page.spec.id, step.preview, self)
                        if step.preview else None)
         if self.runner is not None:
@@ -131,6 +132,9 @@ class ChoiceStep(QWidget):
     # -- driven by the flow page ------------------------------------------------------------
     def activate(self) -> None:
         self.active = True
+        if self._unshown is not None:  # arrived while another step was shown: render it now
+            preview, self._unshown = self._unshown, None
+            self.view.show_preview(preview)
         self.refresh()
 
     def deactivate(self) -> None:
@@ -171,10 +175,18 @@ class ChoiceStep(QWidget):
         self.busy.setVisible(False)
         if preview is None:
             self.cache_key = ""  # try again next time
+            self._unshown = None
             self.view.show_error(error, detail)
-        else:
+        elif self.active:
             self.view.show_preview(preview)
+        else:  # building plots for a hidden page costs the event loop for nothing: wait until shown
+            self._unshown = preview
         self.previewed.emit(self.kind)
+
+    @property
+    def preview(self) -> Preview | None:
+        """The newest preview, shown or waiting to be shown."""
+        return self._unshown if self._unshown is not None else self.view.preview
 
 
 def is_loss_key(key: str) -> bool:
@@ -194,10 +206,16 @@ class FlowJobPanel(JobPanel):
         self.curves.setTitle("losses", color="#333", size="11pt")
         self.other_curves = CurvesWidget(title="other metrics")
         self.other_curves.setMinimumHeight(160)
+        self.other_curves.setVisible(False)  # shown when a metric other than a loss arrives
         losses_add, losses_clear, other = self.curves.add_point, self.curves.clear_all, self.other_curves
 
         def add_point(key: str, step: float, value: float) -> None:
-            (losses_add if is_loss_key(key) else other.add_point)(key, step, value)
+            if is_loss_key(key):
+                losses_add(key, step, value)
+            else:
+                if not other.isVisibleTo(self.curves_box):
+                    other.setVisible(True)
+                other.add_point(key, step, value)
 
         def clear_all() -> None:
             losses_clear()
@@ -311,6 +329,11 @@ class DistillStep(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(split)
+        # two lines, always: a status that wrapped to one line more or less re-laid out (and repainted)
+        # the whole column a dozen times a second while a run streamed its progress
+        metrics = self.jobs.status.fontMetrics()
+        self.jobs.status.setFixedHeight(2 * metrics.lineSpacing() + 4)
+        self.jobs.status.setAlignment(Qt.AlignLeft | Qt.AlignTop)
         self.jobs.run_finished.connect(lambda *_: self.update_resume())
         page.form.changed.connect(self.update_device)
         self._probe_cuda()
@@ -431,6 +454,8 @@ class InspectStep(QWidget):
         self.page, self.step, self.kind = page, step, step.kind
         self.fields = list(step.fields)
         self.run_id = ""
+        self.active = False
+        self._pending_run = ""
         self.profiles: dict[str, dict] = {}
         self.run_combo = QComboBox()
         self.run_combo.setObjectName("inspectRun")
@@ -506,10 +531,12 @@ class InspectStep(QWidget):
         pass
 
     def deactivate(self) -> None:
-        pass
+        self.active = False
 
     def activate(self) -> None:
-        self.reload_runs(self.run_id)
+        self.active = True
+        self.reload_runs(self._pending_run or self.run_id)
+        self._pending_run = ""
 
     # -- runs ------------------------------------------------------------------------------
     def completed_runs(self) -> list[dict]:
@@ -534,12 +561,15 @@ class InspectStep(QWidget):
         if not runs:
             self.status.setText("No completed run of this pipeline yet: run one in the Distill step.")
             return
+        if not self.active:  # build the plugin's views when Inspect is shown, not behind the user's back
+            self._pending_run = self.run_combo.currentData()
+            return
         if self.run_combo.currentData() != self.run_id:
             self.show_run(self.run_combo.currentData())
 
     def _combo_changed(self, _index: int) -> None:
         run_id = self.run_combo.currentData()
-        if run_id and run_id != self.run_id:
+        if run_id and run_id != self.run_id and self.active:
             self.show_run(run_id)
 
     def _set_enabled(self, on: bool) -> None:

@@ -98,6 +98,12 @@ def handle(kind: str, payload: dict, cancelled: Callable[[], bool]) -> Any:
 
 def serve(requests, results, latest) -> None:
     """The worker's loop: one request at a time, skipping superseded ones."""
+    try:  # background work: the window and a running job come first on a busy CPU
+        import os
+
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
     try:
         import torch
 
@@ -133,42 +139,77 @@ def serve(requests, results, latest) -> None:
 
 class FlowWorker:
     """The GUI side: submit requests, get callbacks on a reader thread. Started on first use;
-    restarted if it died (the pending requests are answered with an error)."""
+    restarted if it died (the pending requests are answered with an error).
+
+    Nothing multiprocessing does here runs on the caller's (UI) thread: creating the first
+    queue starts multiprocessing's resource tracker and starting the worker forks the GUI
+    process, each holding the GIL for a few hundred milliseconds. A starter thread does both
+    and then forwards the requests that waited in a plain in-process queue meanwhile."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._slots = itertools.count(0)
         self._callbacks: dict[int, Callback] = {}
+        self._outbox: queue_mod.Queue = queue_mod.Queue()
+        self._thread: threading.Thread | None = None
         self.process = None
-        self.requests = self.results = None
-        self.latest = _CTX.Array("q", SLOTS, lock=False)
+        self.latest = None  # shared generations per slot (created by the starter thread)
+        self._latest_local = [0] * SLOTS  # what the UI asked for, until `latest` exists
+        self.ready = threading.Event()
 
     def new_slot(self) -> int:
         return next(self._slots) % SLOTS
 
     def submit(self, kind: str, payload: dict, callback: Callback, slot: int = -1, generation: int = 0) -> None:
         with self._lock:
-            self._ensure_started()
             rid = next(self._ids)
             self._callbacks[rid] = callback
             if slot >= 0:
-                self.latest[slot] = generation
-            self.requests.put((rid, slot, generation, kind, payload))
+                self.supersede(slot, generation)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="flow-worker-io", daemon=True)
+                self._thread.start()
+        self._outbox.put((rid, slot, generation, kind, payload))
 
     def supersede(self, slot: int, generation: int) -> None:
         """Mark everything of `slot` older than `generation` as no longer wanted."""
-        self.latest[slot] = generation
+        self._latest_local[slot] = generation
+        if self.latest is not None:
+            self.latest[slot] = generation
 
-    def _ensure_started(self) -> None:
-        if self.process is not None and self.process.is_alive():
+    def _run(self) -> None:
+        """Start the worker process, then forward requests to it; a second thread reads results."""
+        try:
+            if self.latest is None:
+                latest = _CTX.Array("q", SLOTS, lock=False)
+                latest[:] = self._latest_local
+                self.latest = latest
+            requests, results = _CTX.Queue(), _CTX.Queue()
+            process = _CTX.Process(target=serve, args=(requests, results, self.latest),
+                                   name="workbench-flow-worker", daemon=True)
+            process.start()
+        except Exception as exc:  # noqa: BLE001 - every waiting request gets the reason
+            self._fail_all(f"could not start the preview worker: {exc}", traceback.format_exc())
             return
-        self.requests, self.results = _CTX.Queue(), _CTX.Queue()
-        self.process = _CTX.Process(target=serve, args=(self.requests, self.results, self.latest),
-                                    name="workbench-flow-worker", daemon=True)
-        self.process.start()
-        threading.Thread(target=self._read, args=(self.process, self.results), name="flow-worker-reader",
-                         daemon=True).start()
+        self.process = process
+        self.ready.set()
+        threading.Thread(target=self._read, args=(process, results), name="flow-worker-reader", daemon=True).start()
+        while process.is_alive():
+            try:
+                item = self._outbox.get(timeout=0.5)
+            except queue_mod.Empty:
+                continue
+            if item is None:
+                requests.put(None)
+                return
+            requests.put(item)
+
+    def _fail_all(self, error: str, detail: str = "") -> None:
+        with self._lock:
+            pending, self._callbacks = self._callbacks, {}
+        for cb in pending.values():
+            _call(cb, None, error, detail)
 
     def _read(self, process, results) -> None:
         while True:
@@ -177,10 +218,8 @@ class FlowWorker:
             except queue_mod.Empty:
                 if process.is_alive():
                     continue
-                with self._lock:
-                    pending, self._callbacks = self._callbacks, {}
-                for cb in pending.values():
-                    _call(cb, None, f"the preview worker stopped unexpectedly (exit code {process.exitcode})", "")
+                self.ready.clear()
+                self._fail_all(f"the preview worker stopped unexpectedly (exit code {process.exitcode})")
                 return
             except (EOFError, OSError):
                 return
@@ -190,11 +229,8 @@ class FlowWorker:
                 _call(cb, value, error, detail)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.is_alive():
-            try:
-                self.requests.put(None)
-            except (OSError, ValueError):
-                pass
+        self._outbox.put(None)
+        if self.process is not None:
             self.process.join(2)
             if self.process.is_alive():
                 self.process.terminate()
