@@ -115,3 +115,20 @@ def test_run_cancel_resume_then_inspect_and_export(window, qtbot, tmp_path):
     assert run_id in text and "<svg" in text and "train_loss" in text and "torch" in text
     assert "What was chosen" not in text or "Teacher" in text
     assert "97" in text  # the footprint table
+
+
+def test_a_new_flow_page_reopens_with_the_last_settings_step_and_folders(window, qtbot, tmp_path):
+    from workbench.gui.flow import FlowPage
+    from workbench.gui.settings import Settings
+
+    page = open_flow(window)
+    page.form.set_values({"hidden": 9, "device": "cpu"})
+    page.go_to("student")
+    page.settings.remember_folder("data_file", tmp_path / "inputs.npy")
+    page.settings.flush()
+    settings = Settings(window.session.home / "gui-settings.ini")  # read back from the file
+    again = FlowPage(window.session, page.plugin, page.spec, page.flow, settings)
+    qtbot.addWidget(again)
+    assert again.form.data()["hidden"] == 9 and again.form.data()["device"] == "cpu"
+    assert again.current_kind == "student"
+    assert settings.last_folder("data_file") == str(tmp_path) and settings.last_folder("other") == str(tmp_path)

@@ -140,6 +140,12 @@ class ChoiceStep(QWidget):
     def deactivate(self) -> None:
         self.active = False
         self.debounce.stop()
+        if self.runner is not None and self.runner.busy:  # the worker turns to the step now shown
+            self.runner.stop()
+            self.cache_key = ""  # computed again when this step is shown again
+            self.busy.setVisible(False)
+            if self.view.preview is None:
+                self.view.clear("")
 
     def config_changed(self) -> None:
         if self.active and self.runner is not None:

@@ -72,26 +72,32 @@ class Settings:
                 self._writes.get(timeout=2.0)
             except queue.Empty:
                 return
+            done = 1
             while True:  # coalesce a burst of changes into one file write
                 try:
                     self._writes.get_nowait()
+                    done += 1
                 except queue.Empty:
                     break
-            with self._lock:
-                values = dict(self._values)
-            if self.path is not None:
-                write_ini(Path(self.path), values)
-            else:  # the platform's own store (e.g. the registry): only QSettings can write it
-                q = self._open()
-                for k, v in values.items():
-                    q.setValue(k, v)
-                q.sync()
+            try:
+                with self._lock:
+                    values = dict(self._values)
+                if self.path is not None:
+                    write_ini(Path(self.path), values)
+                else:  # the platform's own store (e.g. the registry): only QSettings can write it
+                    q = self._open()
+                    for k, v in values.items():
+                        q.setValue(k, v)
+                    q.sync()
+            except OSError:
+                pass  # e.g. a read-only home: the settings live on in memory for this session
+            finally:
+                for _ in range(done):
+                    self._writes.task_done()
 
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until every change is on disk (tests; closing the window)."""
-        writer = self._writer
-        if writer is not None:
-            writer.join(timeout)
+    def flush(self) -> None:
+        """Wait until every change so far is written (tests; closing the window)."""
+        self._writes.join()
 
     # -- folders -----------------------------------------------------------------------------
     def last_folder(self, purpose: str = "") -> str:
