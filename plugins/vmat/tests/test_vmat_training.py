@@ -14,7 +14,6 @@ import torch
 
 from workbench.testing.memory_context import MemoryContext
 from workbench_vmat.compute.models import build_model, student_spec, teacher_spec
-from workbench_vmat.compute.normalise import Normalisation
 from workbench_vmat.compute.teacher_io import load_model
 from workbench_vmat.compute.tiny_cohort import BUILTIN
 from workbench_vmat.compute.training import (

@@ -39,7 +39,7 @@ from torch import nn
 from workbench.api import ConfigError, Progress, RunContext
 from workbench.distill import EarlyStopping, FeatureCapture, FeatureMSE, Trainer
 
-from .models import layer_alias, layer_channels, layer_stride
+from .models import layer_alias, layer_channels
 from .normalise import Normalisation
 from .patches import Patch, PatchSampler, predict_volume
 
