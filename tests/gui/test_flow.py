@@ -125,6 +125,7 @@ def test_a_new_flow_page_reopens_with_the_last_settings_step_and_folders(window,
     page.form.set_values({"hidden": 9, "device": "cpu"})
     page.go_to("student")
     page.settings.remember_folder("data_file", tmp_path / "inputs.npy")
+    window.set_theme("system")  # View menu
     page.settings.flush()
     settings = Settings(window.session.home / "gui-settings.ini")  # read back from the file
     again = FlowPage(window.session, page.plugin, page.spec, page.flow, settings)
@@ -132,3 +133,5 @@ def test_a_new_flow_page_reopens_with_the_last_settings_step_and_folders(window,
     assert again.form.data()["hidden"] == 9 and again.form.data()["device"] == "cpu"
     assert again.current_kind == "student"
     assert settings.last_folder("data_file") == str(tmp_path) and settings.last_folder("other") == str(tmp_path)
+    assert settings.theme == "system"
+    window.set_theme("light")

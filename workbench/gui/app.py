@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         dialog.exec()
         return 1
     window = MainWindow(session)
+    window.settings.apply_theme(app)  # the theme chosen last time (View menu)
 
     def report(exc_type, exc, tb) -> None:
         """An unexpected error in a slot: one line in the status bar, the traceback one click away."""

@@ -138,6 +138,18 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"{len(session.plugins.plugins)} plugins{note} · home {session.home}")
         self.error_line = ErrorLine()
         self.statusBar().addPermanentWidget(self.error_line)
+        from .settings import THEMES, Settings
+
+        self.settings = Settings(session.home / "gui-settings.ini")  # remembered: folders, device, theme, flows
+        view = self.menuBar().addMenu("&View")
+        for name in THEMES:
+            view.addAction(f"{name.capitalize()} theme", lambda n=name: self.set_theme(n))
+
+    def set_theme(self, name: str) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        self.settings.theme = name
+        self.settings.apply_theme(QApplication.instance())
 
     def report_error(self, message: str, detail: str = "") -> None:
         """An unexpected error: one line in the status bar, the detail one click away."""
