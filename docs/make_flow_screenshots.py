@@ -17,10 +17,33 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 SEA = {"demo_clips_per_class_per_fold": 1, "hop_s": 1.0, "sample_size": 200, "student_width": 0.125,
-       "epochs": 3, "patience": 2, "eval_folds": 3, "mlp_epochs": 100, "scratch_baseline": False,
+       "epochs": 10, "patience": 4, "eval_folds": 3, "mlp_epochs": 100, "scratch_baseline": False,
        "projection_points": 400, "export_onnx": False, "quantize_int8": False, "device": "cpu"}
-VMAT = {"cohort_dir": "builtin:tiny", "preset": "tiny", "epochs": 2, "student_epochs": 2, "patches_per_epoch": 8,
+VMAT = {"cohort_dir": "builtin:tiny", "preset": "tiny", "epochs": 4, "student_epochs": 4, "patches_per_epoch": 16,
         "device": "cpu"}
+
+
+def messy_copy(demo_root: str, folder: str) -> str:
+    """A folder-per-class dataset from a few demo clips plus the kinds of files a real folder has:
+    a truncated WAV, a silent one and a text file (the data step lists each with its reason)."""
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+    import soundfile as sf
+
+    root = Path(folder)
+    clips = sorted(Path(demo_root).glob("audio/fold1/*.wav"))[:6]
+    for clip in clips:
+        label = f"class{clip.name.split('-')[1]}"
+        (root / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip, root / label / clip.name)
+    first = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    data = Path(clips[0]).read_bytes()
+    (first / "cut-off.wav").write_bytes(data[: len(data) // 3])
+    sf.write(first / "silence.wav", np.zeros(16000, np.float32), 16000)
+    (first / "README.txt").write_text("recording notes")
+    return str(root)
 
 
 def wait(app, cond, timeout_s: float = 900.0) -> bool:
@@ -52,6 +75,17 @@ def walk(app, win, plugin: str, values: dict, folder: str) -> None:
         print(f"{plugin} {kind}: preview in {time.time() - t0:.1f} s"
               + (f" — ERROR {step.view.error_line.message}" if step.view.error_line.message else ""), flush=True)
         shoot(app, win, os.path.join(folder, f"flow_{plugin}_{kind}.png"))
+        if plugin == "sea" and kind == "data":  # a folder with unusable files: each listed with why
+            import glob
+
+            demo = glob.glob(os.path.join(str(win.session.home), "cache", "sea-demo-data", "*"))[0]
+            page.form.set_values({"dataset_dir": messy_copy(demo, tempfile.mkdtemp(prefix="messy-")),
+                                  "dataset_format": "folders"})
+            step.refresh(force=True)
+            wait(app, lambda: not step.computing and step.view.preview is not None and
+                 "folder" in step.view.preview.summary)
+            shoot(app, win, os.path.join(folder, "flow_sea_data_skipped.png"))
+            page.form.set_values({"dataset_dir": "", "dataset_format": "auto"})
     page.go_to("distill")
     t0 = time.time()
     page.run_button.click()
@@ -86,7 +120,7 @@ def main(argv: list[str]) -> int:
     theme.apply(app)
     session = Session.open(tempfile.mkdtemp(prefix="wb-flow-shots-"), PluginManager.discover())
     win = MainWindow(session)
-    win.resize(1360, 860)
+    win.resize(1440, 960)
     win.show()
     values = {"sea": SEA, "vmat": VMAT}
     for plugin in which:

@@ -101,7 +101,7 @@ def table_widget(table: Table) -> QTableWidget:
     w.setSizeAdjustPolicy(QTableWidget.AdjustIgnored)  # never wider than the pane: columns scroll instead
     w.verticalHeader().setDefaultSectionSize(24)
     shown = min(len(table.rows), 12)
-    height = header.sizeHint().height() + 24 * shown + 2 * w.frameWidth() + 2
+    height = header.sizeHint().height() + 24 * shown + 2 * w.frameWidth() + 12  # + the styled header's padding
     if len(table.columns) > 4:  # may need the horizontal scroll bar: keep the last row clear of it
         height += w.horizontalScrollBar().sizeHint().height()
     w.setFixedHeight(max(height, 40))
@@ -147,7 +147,8 @@ def image_widget(image: Image) -> pg.PlotWidget:
     plot.setLabel("left", image.y_label)
     plot.setAspectLocked(image.extent is None or abs((x1 - x0) / cols - (y1 - y0) / rows) < 1e-9)
     plot.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.02)
-    plot.setMinimumHeight(240)
+    plot.setMinimumHeight(220)
+    plot.setMaximumHeight(300)  # room below for the preview's tables
     plot.image_item = item
     return plot
 
@@ -284,7 +285,7 @@ class PreviewView(QWidget):
             box = QWidget()
             grid = QGridLayout(box)
             grid.setContentsMargins(0, 0, 0, 0)
-            per_row = 2 if len(items) > 1 else 1
+            per_row = min(len(items), 3 if len(items) >= 3 and not preview.scatters else 2)
             col.addWidget(box)
             for i, (make, item, title) in enumerate(items):
                 todo.append(lambda g=grid, i=i, m=make, it=item, t=title:

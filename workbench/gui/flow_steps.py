@@ -475,7 +475,7 @@ class InspectStep(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setDefaultSectionSize(24)
-        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 3 * 24 + 6)
+        self.table.setFixedHeight(self.table.horizontalHeader().sizeHint().height() + 3 * 24 + 16)
         self.profile_note = QLabel()
         self.profile_note.setStyleSheet(HINT)
         self.profile_note.setWordWrap(True)
