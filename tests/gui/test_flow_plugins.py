@@ -1,8 +1,8 @@
 """The guided flows of the two real plugins, walked in the window with tiny inputs.
 
-Default: the steps whose previews are quick (SEA on an eight-clip folder dataset with three
-bad files, VMAT on the built-in tiny cohort). Marked slow: the teacher previews (they time the
-teacher), and a whole run from Distill to Inspect for each plugin.
+Default: every preview step (SEA on an eight-clip folder dataset with three bad files, VMAT on
+the built-in tiny cohort) and a whole VMAT run from Distill to Inspect. Marked slow: a whole
+SEA run (it embeds the generated demo set with the aiSFX teacher first).
 """
 import numpy as np
 import pytest
@@ -109,7 +109,6 @@ def test_vmat_flow_data_sampling_and_student_steps(plugin_window, qtbot):
     assert student.tables[0].rows[0][1] != student.tables[0].rows[0][2]  # teacher next to student
 
 
-@pytest.mark.slow
 def test_sea_flow_teacher_preview_times_the_teacher(plugin_window, qtbot):
     page = plugin_window.open_flow("sea", "distill")
     teacher = show(qtbot, page, "teacher", timeout=180_000)
@@ -117,7 +116,6 @@ def test_sea_flow_teacher_preview_times_the_teacher(plugin_window, qtbot):
     assert any(r[1] == "Conv2d" for r in teacher.tables[0].rows)
 
 
-@pytest.mark.slow
 def test_vmat_flow_runs_from_distill_to_inspect(plugin_window, qtbot, tmp_path):
     page = plugin_window.open_flow("vmat", "distill")
     page.form.set_values({"cohort_dir": "builtin:tiny", "preset": "tiny", "epochs": 1, "student_epochs": 1,
@@ -136,3 +134,21 @@ def test_vmat_flow_runs_from_distill_to_inspect(plugin_window, qtbot, tmp_path):
         inspect.export_card(tmp_path / "card.html")
     text = (tmp_path / "card.html").read_text(encoding="utf-8")
     assert written.args[1] == "" and "What was chosen" in text and "dose in water" in text
+
+
+@pytest.mark.slow
+def test_sea_flow_runs_from_distill_to_inspect(plugin_window, qtbot, sound_folder):
+    page = plugin_window.open_flow("sea", "distill")
+    page.form.set_values({**sea_manifest.SMOKE, "dataset_dir": str(sound_folder), "dataset_format": "folders",
+                          "max_clips": 0, "hop_s": 0.5, "sample_size": 10, "device": "cpu"})
+    assert page.form.config is not None, page.form.message
+    sampling = show(qtbot, page, "sampling", timeout=300_000)
+    assert sampling.warnings[0].startswith("the run will stop: pca to 64 dimensions needs at least 64")
+    # the plugin's own smoke settings on the generated demo set (what its contract tests run)
+    page.form.set_values({**sea_manifest.SMOKE, "dataset_dir": "", "dataset_format": "auto", "device": "cpu"})
+    page.go_to("distill")
+    with qtbot.waitSignal(page.run_finished, timeout=900_000) as finished:
+        page.run_button.click()
+    assert finished.args[1] == "completed", plugin_window.session.store.get_run(finished.args[0])["error"]
+    page.go_to("inspect")
+    assert page.inspect.run_id == finished.args[0] and page.inspect.detail.count() > 1

@@ -277,6 +277,9 @@ def sampling_preview(config, ctx):
     labels = np.array(data.classes)[data.frame_labels]
     figures = {"frames (preview)": f"{frames:,d}", "sampled": f"{len(idx):,d}",
                "cell coverage": f"{cov['cell_coverage']:.0%}", "mean distance to sample": f"{cov['mean_nn_distance']:.3g}"}
+    if config.reduction != "none" and config.sample_size < config.reduced_dim:
+        run_like.warnings.insert(0, f"the run will stop: {config.reduction} to {config.reduced_dim} dimensions needs at "
+                                 f"least {config.reduced_dim} sampled embeddings (sample size {config.sample_size})")
     if config.reduction == "pca":
         xs = data.teacher[idx].astype(np.float64)
         sv = np.linalg.svd(xs - xs.mean(axis=0), compute_uv=False) ** 2
