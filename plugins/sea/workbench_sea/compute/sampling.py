@@ -276,8 +276,12 @@ class KDPP:
         out = np.empty(t, dtype=np.int64)
         for s in range(t):
             cdf = np.cumsum(np.maximum(residual, 0.0))
+            if not cdf[-1] > 1e-3 * (t - s):  # exactly t - s in exact arithmetic
+                raise ArithmeticError(f"DPP projection sampling lost precision at draw {s + 1} of {t}")
+            # side="right" never lands on a zero-residual item (already chosen or in the span)
             i = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
-            i = min(i, self.n_items - 1)
+            if i == self.n_items:  # u·total rounded up to total: take the last eligible item
+                i = int(np.flatnonzero(residual > 0)[-1])
             out[s] = i
             row = basis[i].astype(np.float64)
             row -= directions[:s].T @ (directions[:s] @ row)
@@ -343,14 +347,15 @@ def _kmeans_space(x: np.ndarray, seed: int) -> np.ndarray:
     k-means costs N·k·dims per pass; teacher embeddings (512-d) concentrate their variance in far
     fewer directions, so clustering the leading components keeps the cells and cuts the cost ~8x.
     """
+    # float64: sklearn's k-means++ takes a slow chunked upcast path for float32 (~20x slower here)
     if x.shape[1] <= KMEANS_MAX_DIMS:
-        return x
+        return x.astype(np.float64)
     from sklearn.decomposition import PCA
 
     rng = np.random.default_rng(seed)
     fit_on = x if x.shape[0] <= 20000 else x[rng.choice(x.shape[0], 20000, replace=False)]
     pca = PCA(n_components=min(KMEANS_MAX_DIMS, fit_on.shape[0]), random_state=seed % (2 ** 32)).fit(fit_on)
-    return pca.transform(x).astype(np.float32)
+    return pca.transform(x).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------- coverage summary
