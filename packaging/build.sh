@@ -5,7 +5,8 @@
 # On a fresh clone it first sets up .venv (scripts/setup) and installs the `package` extra's
 # freezer. Options: --clean (discard PyInstaller's analysis cache), --no-tar, --tar-only (pack
 # an existing dist/distillation-workbench again without rebuilding it).
-# The build is CPU heavy: it runs under `nice`; PYTHON=... builds with another interpreter.
+# The build is CPU heavy: it runs under `nice`; PYTHON=... builds with another interpreter;
+# GZIP_LEVEL (default 1: the CUDA libraries hardly compress, higher levels cost minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clean=() tar=1 build=1
@@ -41,7 +42,7 @@ if [ "$tar" = 1 ]; then
   version=$("$PYTHON" -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
   tarball="dist/distillation-workbench-$version-linux-$(uname -m).tar.gz"
   gz=$(command -v pigz || echo gzip)
-  nice -n 10 tar -C dist -cf - distillation-workbench | nice -n 10 "$gz" -6 > "$tarball.part"
+  nice -n 10 tar -C dist -cf - distillation-workbench | nice -n 10 "$gz" "-${GZIP_LEVEL:-1}" > "$tarball.part"
   mv "$tarball.part" "$tarball"
   echo "tarball: $tarball ($(du -sh "$tarball" | cut -f1)), in $(($(date +%s) - built)) s"
 fi
