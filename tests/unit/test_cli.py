@@ -30,10 +30,17 @@ def test_help_and_cli_import_load_neither_torch_nor_qt():
     (["run", "tiny.fit", "--config", "/nonexistent/run.toml"], "/nonexistent/run.toml: config file not found"),
     (["run", "nosuch.fit"], "no plugin named 'nosuch'"),
     (["run", "tiny.nope"], "no pipeline 'nope'"),
-    (["run", "sea.distill"], "planned but not built yet"),
+    (["run", "later.distill"], "planned but not built yet"),
     (["show", "does-not-exist"], "no run 'does-not-exist'"),
 ])
-def test_bad_usage_exits_2_naming_the_problem(cli_env, workbench_cmd, args, needle):
+def test_bad_usage_exits_2_naming_the_problem(cli_env, workbench_cmd, tmp_path, args, needle):
+    # a plugin that declares a pipeline without building it (every bundled pipeline is built)
+    (tmp_path / "later.py").write_text(
+        "from workbench.api import Plugin, PipelineSpec, PipelineConfig\n"
+        "plugin = Plugin('later', 'Later', '1.0', pipelines=[\n"
+        "    PipelineSpec('distill', 'Distill later', PipelineConfig, 'later_impl:run', status='planned')])\n")
+    cli_env["PYTHONPATH"] = str(tmp_path)
+    cli_env["WORKBENCH_EXTRA_PLUGINS"] += ",later:plugin"
     out = wb(workbench_cmd, cli_env, *args)
     assert out.returncode == 2, out.stderr
     assert needle in out.stderr

@@ -19,7 +19,8 @@ def _install_fake_plugin(root, dist, module, body):
 GOOD = """
 from workbench.api import Plugin, PipelineSpec, PipelineConfig
 plugin = Plugin("thirdparty", "Third party", "1.0",
-                pipelines=[PipelineSpec("go", "Go", PipelineConfig, "thirdparty.run:run")])
+                pipelines=[PipelineSpec("go", "Go", PipelineConfig, "thirdparty.run:run"),
+                           PipelineSpec("later", "Later", PipelineConfig, "thirdparty.later:run", status="planned")])
 """
 BROKEN = """
 raise ImportError("this plugin needs libfoo 9 which is not installed")

@@ -154,6 +154,11 @@ def drive(gen: Generator[Any, None, Any], ctx: MemoryContext | None = None, *, r
                 item = next(gen)
             except StopIteration as stop:
                 return stop.value
+            except Cancelled:
+                # a pipeline (or the shared trainer) may stop itself between yields once cancelled
+                if raise_on_stop:
+                    raise
+                return None
             if ctx is not None:
                 if isinstance(item, Progress):
                     ctx.progress.append(item)

@@ -5,6 +5,7 @@ hop 160, 64 mel bands, zero-padded centred frames -> 51 frames), in dB, then a B
 over the single input channel (as the published SEA/EdgeL3 models do). Body: 4 blocks of
 two 3x3 conv + BatchNorm + ReLU, 2x2 max pooling between blocks, global max pooling at the
 end; the last conv has exactly ``out_dim`` channels, so the output is the reduced embedding.
+Unlike L3's embedding layer, the last conv has no ReLU: reduced (PCA/UMAP) targets are signed.
 
 Widths: L3's audio widths (64, 128, 256, 512 per block) divided by SEA's reduction factors
 for the output size (``REDUCTION_FACTORS``), times ``width``. ``blocks`` < 4 drops blocks from
@@ -110,8 +111,9 @@ class LogMel(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    def __init__(self, cin: int, c1: int, c2: int):
+    def __init__(self, cin: int, c1: int, c2: int, last: bool = False):
         super().__init__()
+        self.last = last  # the embedding layer: no ReLU, so it can match signed (PCA/UMAP) targets
         self.conv1 = nn.Conv2d(cin, c1, 3, padding=1)
         self.bn1 = nn.BatchNorm2d(c1)
         self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
@@ -121,8 +123,8 @@ class ConvBlock(nn.Module):
         # one name, rebound at every step: at most two feature maps of the block are alive at once
         x = self.conv1(x)
         x = torch.relu_(self.bn1(x))
-        x = self.conv2(x)
-        return torch.relu_(self.bn2(x))
+        x = self.bn2(self.conv2(x))
+        return x if self.last else torch.relu_(x)
 
 
 class SeaStudent(nn.Module):
@@ -135,8 +137,9 @@ class SeaStudent(nn.Module):
         self.frontend = LogMel(spec.chunk_frames)
         self.input_norm = nn.BatchNorm2d(1)
         blocks, cin = [], 1
-        for c1, c2 in block_widths(spec):
-            blocks.append(ConvBlock(cin, c1, c2))
+        widths = block_widths(spec)
+        for i, (c1, c2) in enumerate(widths):
+            blocks.append(ConvBlock(cin, c1, c2, last=i == len(widths) - 1))
             cin = c2
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.MaxPool2d(2)
