@@ -123,7 +123,8 @@ class ConvBlock(nn.Module):
         # one name, rebound at every step: at most two feature maps of the block are alive at once
         x = self.conv1(x)
         x = torch.relu_(self.bn1(x))
-        x = self.bn2(self.conv2(x))
+        x = self.conv2(x)  # rebinding frees the block's middle map before bn2 allocates its output
+        x = self.bn2(x)
         return x if self.last else torch.relu_(x)
 
 

@@ -277,6 +277,10 @@ def _footprint(ctx: RunContext, teacher, student, cases, multiple) -> dict[str, 
             prof = {"parameters": count_parameters(m), "latency_median_ms": _latency_ms(m, x),
                     "input_shapes": [list(x.shape)], "threads": torch.get_num_threads(), "method": "plain timing"}
         out[name] = prof
+        # run-level evaluations too, so the Compare dialog's Pareto plot can put cost beside gamma
+        for key in ("parameters", "storage_bytes", "activation_peak_bytes", "macs", "latency_median_ms"):
+            if isinstance(prof.get(key), (int, float)):
+                ctx.evaluation(name, key, float(prof[key]), f"cpu, one volume {list(x.shape[2:])}, batch 1")
     out["ratios"] = {
         "latency_cpu": out["teacher"]["latency_median_ms"] / max(out["student"]["latency_median_ms"], 1e-9),
         "parameters": out["teacher"]["parameters"] / max(out["student"]["parameters"], 1)}
