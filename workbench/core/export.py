@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -51,8 +52,46 @@ def _quiet():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*feature will be removed.*")
         warnings.filterwarnings("ignore", message=".*is deprecated.*")
-        with contextlib.redirect_stdout(io.StringIO()):
+        # a failed first exporter prints its IR graph and a traceback before the next one is
+        # tried; the errors that matter are raised and reported, so keep the console clean
+        loggers = [logging.getLogger(name) for name in ("onnxscript", "torch.onnx")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), _native_quiet():
+                yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_quiet():
+    """The legacy exporter's C++ side prints its graph dump straight to file descriptor 1,
+    past Python's sys.stdout: point descriptors 1 and 2 at a scratch file meanwhile."""
+    import os
+    import sys
+    import tempfile
+
+    for stream in (sys.__stdout__, sys.__stderr__):
+        if stream is not None:
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no console descriptors (e.g. a windowed app): nothing to silence
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
             yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def _as_args(example_input: Any) -> tuple[torch.Tensor, ...]:
