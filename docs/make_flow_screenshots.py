@@ -1,4 +1,4 @@
-"""Screenshots of every step of the guided flows (SEA and VMAT) for docs/guided_flow.md.
+"""Screenshots of every step of the guided flows (SEA and VMAT) for the README's guided-flow section.
 
 Opens the real main window offscreen on a fresh temporary home with the installed plugins,
 walks each flow as a user would (the previews are computed by the plugins themselves), runs a
