@@ -7,7 +7,8 @@
 #    environment (env -i, cwd /tmp, HOME a new folder: nothing can see the source tree or .venv):
 #    times `workbench --help`, lists the plugins, runs `workbench --selftest` (must exit 0);
 # 3. under Xvfb (if installed), opens the desktop window through Qt's xcb platform plugin,
-#    times how long until the window is mapped and saves a screenshot of the screen.
+#    times how long until the window is mapped and saves a screenshot of the screen
+#    (needs xvfb, x11-utils and imagemagick).
 # Figures and the screenshot land in $CHECK_OUT (default build/package-check/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
