@@ -44,6 +44,31 @@ def test_the_tested_fold_is_never_trained_on():
     assert seen == [2, 3] and res.mean < 0.7
 
 
+def test_the_penalty_is_chosen_on_a_validation_fold_never_on_the_tested_one(monkeypatch):
+    """The classifier is replaced by a recorder that is right only with alpha 0.1, so the
+    selection, the refit on every training fold and the untouched tested fold are all visible."""
+    import workbench_sea.compute.downstream as ds
+
+    x, y, f = _data()
+    rows = {tuple(r): i for i, r in enumerate(x)}
+    calls = []
+
+    def fake(x_train, y_train, x_test, *, alpha, **_):
+        train = [rows[tuple(r)] for r in x_train]
+        test = [rows[tuple(r)] for r in x_test]
+        calls.append((alpha, set(f[train]), set(f[test])))
+        return y[test] if alpha == 0.1 else (y[test] + 1) % 3
+
+    monkeypatch.setattr(ds, "fit_predict_mlp", fake)
+    res = cross_validate(x, y, f, test_folds=[2, 4], alphas=(1e-3, 0.1, 1.0))
+    assert res.alpha == {2: 0.1, 4: 0.1} and res.mean == 1.0
+    assert calls[:3] == [(a, {1, 4}, {3}) for a in (1e-3, 0.1, 1.0)]  # tested 2, validated on 3
+    assert calls[3] == (0.1, {1, 3, 4}, {2})
+    assert calls[4:7] == [(a, {2, 3}, {1}) for a in (1e-3, 0.1, 1.0)]  # tested 4, validated on 1 (cyclic)
+    single = cross_validate(x, y, f, test_folds=[2], alphas=(1.0,))
+    assert single.alpha == {2: 1.0} and single.mean == 0.0 and len(calls) == 9
+
+
 def test_tested_folds_come_from_the_metadata():
     assert folds_to_test(np.array([3, 1, 2, 3, 1])) == [1, 2, 3]
     assert folds_to_test(np.array([3, 1, 2, 3, 1]), limit=2) == [1, 2]

@@ -9,7 +9,8 @@ import torch
 from workbench.api import ConfigError, InputError
 from workbench.testing.memory_context import MemoryContext
 from workbench_sea.compute.students import (L3_WIDTHS, REDUCTION_FACTORS, LogMel, SeaStudent, StudentSpec,
-                                            block_widths, build_student, example_input, load_student, save_student)
+                                            block_widths, build_student, example_input, load_student, save_student,
+                                            spectrograms)
 
 REFERENCE = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference-models" / "edgel3_sea_ust_audio_emb_64.h5"
 
@@ -74,10 +75,32 @@ def test_save_and_load_roundtrip_and_bad_files(tmp_path):
     assert "junk.safetensors" in str(err.value)
 
 
+def test_stem_stride_quarters_the_first_maps_and_training_path_equals_forward():
+    x = torch.randn(3, 8000)
+    plain, strided = (build_student(StudentSpec(64, width=0.5, stem_stride=s)).eval() for s in (1, 2))
+    maps = {}
+    for name, model in (("plain", plain), ("strided", strided)):
+        model.blocks[0].conv1.register_forward_hook(lambda m, i, o, name=name: maps.__setitem__(name, o.shape))
+        with torch.no_grad():
+            out = model(x)
+        assert out.shape == (3, 64)
+    assert maps["plain"][2:] == (64, 51) and maps["strided"][2:] == (32, 26)
+    with torch.no_grad():  # training feeds cached spectrograms; it must be the same network
+        torch.testing.assert_close(strided.from_spectrogram(spectrograms(x.numpy(), chunk=2)), strided(x))
+    with pytest.raises(ConfigError):
+        StudentSpec(64, stem_stride=0)
+    assert StudentSpec.from_dict(StudentSpec(64, stem_stride=2).to_dict()).stem_stride == 2
+
+
 def test_demo_student_footprint_on_the_host_profiler():
-    """The demo size (width 1/8) keeps peak activations under 4.95 MB / 30 (the aiSFX teacher's)."""
-    prof = MemoryContext().profile(build_student(StudentSpec(64, width=0.125)), example_input(), repeats=20)
+    """The demo's student keeps peak activations under 4.95 MB / 30 and storage under 19.17 MB / 12
+    (the aiSFX teacher's); without its stride the same widths would not fit."""
+    from workbench_sea.manifest import DEMO
+
+    spec = StudentSpec(DEMO["reduced_dim"], width=DEMO["student_width"], stem_stride=DEMO["student_stem_stride"])
+    prof = MemoryContext().profile(build_student(spec), example_input(), repeats=20)
     assert prof["activation_peak_bytes"] < 4.95e6 / 30
     assert prof["storage_bytes"] < 19.17e6 / 12
-    wider = MemoryContext().profile(build_student(StudentSpec(64, width=0.25)), example_input(), repeats=20)
-    assert wider["activation_peak_bytes"] > prof["activation_peak_bytes"]
+    unstrided = StudentSpec(spec.out_dim, width=spec.width)
+    wide = MemoryContext().profile(build_student(unstrided), example_input(), repeats=20)
+    assert wide["activation_peak_bytes"] > 4.95e6 / 30

@@ -37,6 +37,9 @@ class _DistillSettings(EmbedConfig):
     sample_size: int = Field(2000, ge=10, le=10_000_000, description="Teacher embeddings (frames) sampled to fit "
                              "the reduction; all frames when the dataset has fewer.")
     student_blocks: int = Field(4, ge=1, le=4, description="Conv blocks of the student (the SEA/L3 audio net has 4).")
+    student_stem_stride: int = Field(1, ge=1, le=4, description="Stride of the student's first conv (the published "
+                                     "students: 1). 2 quarters the largest feature maps, so a wider student fits "
+                                     "the same activation memory.")
     epochs: int = Field(20, ge=1, le=1000, description="Maximum student training epochs.")
     lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate.")
     lr_schedule: Literal["plateau", "cosine", "step", "none"] = Field(
@@ -48,6 +51,10 @@ class _DistillSettings(EmbedConfig):
                             "the dataset's metadata (0: every fold; UrbanSound8K has 10).")
     mlp_hidden: int = Field(128, ge=1, le=4096, description="Hidden units of the downstream MLP classifier.")
     mlp_epochs: int = Field(200, ge=1, le=10000, description="Maximum training iterations of the downstream MLP.")
+    mlp_alphas: list[Annotated[float, Field(gt=0, le=100)]] = Field(
+        [1e-3], min_length=1, max_length=10, description="L2 penalty of the downstream MLP. Several: each tested "
+        "fold picks one on a validation fold (the next fold) and refits on all its training folds (one fit per "
+        "penalty and fold more).")
     scratch_baseline: bool = Field(True, description="Also train the student architecture from scratch on the "
                                    "labels and evaluate it downstream.")
     scratch_epochs: int = Field(10, ge=1, le=1000, description="Epochs of the from-scratch baseline.")

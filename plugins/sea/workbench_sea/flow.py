@@ -33,7 +33,7 @@ DISTILL_FLOW = FlowSpec(
                  description="Which teacher embeddings fit the dimensionality reduction, and how far it reduces "
                  "them (= the student's output size). The preview samples a subset of clips and shows the "
                  "sample among all frames."),
-        StepSpec("student", ("student_width", "student_blocks"), f"{_F}:student_preview",
+        StepSpec("student", ("student_width", "student_blocks", "student_stem_stride"), f"{_F}:student_preview",
                  description="The SEA student family (L3 audio net with per-block reduction factors): its width and "
                  "depth. Size, memory and compute are predicted before training, next to the teacher's."),
         StepSpec("distill", ("epochs", "lr", "lr_schedule", "train_batch_size", "patience", "val_fraction", "device"),
@@ -324,7 +324,8 @@ def student_preview(config, ctx):
 
     teacher = load_teacher(config.teacher)
     out_dim = teacher.embedding_dim if config.reduction == "none" else config.reduced_dim
-    spec = StudentSpec(out_dim=out_dim, width=config.student_width, blocks=config.student_blocks)
+    spec = StudentSpec(out_dim=out_dim, width=config.student_width, blocks=config.student_blocks,
+                       stem_stride=config.student_stem_stride)
     student = build_student(spec)
     s = ctx.profile(student, example_input(), latency=False)
     t = ctx.profile(teacher.model, torch.zeros(1, teacher.window_samples), latency=False)
@@ -333,7 +334,8 @@ def student_preview(config, ctx):
     rows = [[title, fmt(t[k]), fmt(s[k]), f"{t[k] / s[k]:.1f}×" if s[k] else "-"] for k, title, fmt in keys]
     widths = [[f"block {i + 1}", c1, c2] for i, (c1, c2) in enumerate(block_widths(spec))]
     return Preview(
-        summary=f"A SEA student with {spec.blocks} conv block(s) at width ×{spec.width:g}, ending in {out_dim} "
+        summary=f"A SEA student with {spec.blocks} conv block(s) at width ×{spec.width:g}"
+        f"{f' (first conv stride {spec.stem_stride})' if spec.stem_stride > 1 else ''}, ending in {out_dim} "
         f"channels (the {'teacher' if config.reduction == 'none' else 'reduced'} embedding size), on 1 s of 8 kHz "
         f"audio. Predicted before training: {s['parameters']:,d} parameters against the teacher's "
         f"{t['parameters']:,d}.",

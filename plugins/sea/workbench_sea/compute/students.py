@@ -9,7 +9,9 @@ Unlike L3's embedding layer, the last conv has no ReLU: reduced (PCA/UMAP) targe
 
 Widths: L3's audio widths (64, 128, 256, 512 per block) divided by SEA's reduction factors
 for the output size (``REDUCTION_FACTORS``), times ``width``. ``blocks`` < 4 drops blocks from
-the end (the last kept block still ends in ``out_dim`` channels).
+the end (the last kept block still ends in ``out_dim`` channels). ``stem_stride`` > 1 strides the
+first conv (the published students use 1): the first block's maps, which set the peak activation
+memory, shrink by stride², so a student several times wider fits the same activation budget.
 
 The front end computes the spectrogram a few frames at a time (``chunk_frames``): the result
 is the same as one call on the whole window, but the complex STFT of the whole window (the
@@ -41,6 +43,7 @@ class StudentSpec:
     width: float = 1.0
     blocks: int = 4
     chunk_frames: int = 8
+    stem_stride: int = 1
 
     def __post_init__(self) -> None:
         from workbench.api import ConfigError
@@ -51,6 +54,8 @@ class StudentSpec:
             raise ConfigError(f"student width multiplier must be > 0, got {self.width}", key="student_width")
         if not 1 <= self.blocks <= 4:
             raise ConfigError(f"student blocks must be 1..4, got {self.blocks}", key="student_blocks")
+        if not 1 <= self.stem_stride <= 4:
+            raise ConfigError(f"student stem stride must be 1..4, got {self.stem_stride}", key="student_stem_stride")
         if self.chunk_frames < 1:
             raise ConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}", key="chunk_frames")
 
@@ -64,7 +69,8 @@ class StudentSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StudentSpec":
-        return cls(**{k: data[k] for k in ("out_dim", "width", "blocks", "chunk_frames") if k in data})
+        return cls(**{k: data[k] for k in ("out_dim", "width", "blocks", "chunk_frames", "stem_stride")
+                     if k in data})
 
 
 def reduction_factors(out_dim: int) -> tuple[int, ...]:
@@ -111,10 +117,10 @@ class LogMel(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    def __init__(self, cin: int, c1: int, c2: int, last: bool = False):
+    def __init__(self, cin: int, c1: int, c2: int, last: bool = False, stride: int = 1):
         super().__init__()
         self.last = last  # the embedding layer: no ReLU, so it can match signed (PCA/UMAP) targets
-        self.conv1 = nn.Conv2d(cin, c1, 3, padding=1)
+        self.conv1 = nn.Conv2d(cin, c1, 3, stride=stride, padding=1)
         self.bn1 = nn.BatchNorm2d(c1)
         self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(c2)
@@ -140,7 +146,7 @@ class SeaStudent(nn.Module):
         blocks, cin = [], 1
         widths = block_widths(spec)
         for i, (c1, c2) in enumerate(widths):
-            blocks.append(ConvBlock(cin, c1, c2, last=i == len(widths) - 1))
+            blocks.append(ConvBlock(cin, c1, c2, last=i == len(widths) - 1, stride=spec.stem_stride if i == 0 else 1))
             cin = c2
         self.blocks = nn.ModuleList(blocks)
         self.pool = nn.MaxPool2d(2)
@@ -150,7 +156,12 @@ class SeaStudent(nn.Module):
         return self.spec.out_dim
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        x = self.input_norm(self.frontend(audio))
+        return self.from_spectrogram(self.frontend(audio))
+
+    def from_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
+        """The trainable part: (batch, 1, mels, frames) dB spectrogram -> embedding. The front end has
+        no parameters, so training computes it once per frame instead of once per step."""
+        x = self.input_norm(spec)
         for i, block in enumerate(self.blocks):
             if i:
                 x = self.pool(x)
@@ -169,9 +180,20 @@ class ScratchClassifier(nn.Module):
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(audio))
 
+    def from_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body.from_spectrogram(spec))
+
 
 def build_student(spec: StudentSpec | dict) -> SeaStudent:
     return SeaStudent(spec if isinstance(spec, StudentSpec) else StudentSpec.from_dict(spec))
+
+
+def spectrograms(audio, chunk: int = 512) -> torch.Tensor:
+    """The student front end's output for (frames, samples) audio windows (numpy or tensor), in chunks."""
+    frontend = LogMel(chunk_frames=64)
+    x = torch.as_tensor(audio)
+    with torch.no_grad():
+        return torch.cat([frontend(x[b:b + chunk]) for b in range(0, len(x), chunk)])
 
 
 def example_input(batch: int = 1) -> torch.Tensor:

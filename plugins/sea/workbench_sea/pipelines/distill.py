@@ -25,7 +25,7 @@ from workbench.api import ConfigError, InputError, Progress, RunContext
 from ..configs import DistillConfig
 from .embed import demo_dataset
 
-ACC_CRITERIA = "{n}-fold CV (folds from the metadata), MLP on clip-mean embeddings"
+ACC_CRITERIA = "{n}-fold CV (folds from the metadata), MLP on clip-mean embeddings, {l2}"
 
 
 # -- 1. data --------------------------------------------------------------------------------------
@@ -107,18 +107,25 @@ def _scheduler(config) -> dict | str:
     return config.lr_schedule
 
 
+def student_spec(config, out_dim: int):
+    from ..compute.students import StudentSpec
+
+    return StudentSpec(out_dim=out_dim, width=config.student_width, blocks=config.student_blocks,
+                       stem_stride=config.student_stem_stride)
+
+
 def train_student(config: DistillConfig, ctx: RunContext, data, targets: np.ndarray, train_clips, val_clips):
     import torch
     import torch.nn.functional as F
 
     from workbench.distill import EarlyStopping, TensorBatches, Trainer
 
-    from ..compute.students import SeaStudent, StudentSpec
+    from ..compute.students import SeaStudent, spectrograms
 
-    spec = StudentSpec(out_dim=targets.shape[1], width=config.student_width, blocks=config.student_blocks)
+    spec = student_spec(config, targets.shape[1])
     model = SeaStudent(spec)
     train = np.isin(data.clip, train_clips)
-    x, y = torch.from_numpy(data.audio), torch.from_numpy(targets)
+    x, y = spectrograms(data.audio), torch.from_numpy(targets)
     xt, yt, xv, yv = x[train], y[train], x[~train], y[~train]
     ctx.log(f"student {spec}: {sum(p.numel() for p in model.parameters()):,d} parameters; "
             f"{len(xt)} training and {len(xv)} validation frames")
@@ -126,14 +133,14 @@ def train_student(config: DistillConfig, ctx: RunContext, data, targets: np.ndar
     def validate(m):
         total, n = 0.0, 0
         for b in range(0, len(xv), 256):
-            out = m(xv[b:b + 256])
+            out = m.from_spectrogram(xv[b:b + 256])
             total += float(F.mse_loss(out, yv[b:b + 256], reduction="sum"))
             n += out.numel()
         return {"loss": total / max(n, 1)}
 
     trainer = Trainer(model, _optimizer(model, config.lr), ctx, epochs=config.epochs,
                       train_batches=lambda epoch: TensorBatches((xt, yt), config.train_batch_size, config.seed, epoch),
-                      loss_fn=lambda m, batch: F.mse_loss(m(batch[0]), batch[1]),
+                      loss_fn=lambda m, batch: F.mse_loss(m.from_spectrogram(batch[0]), batch[1]),
                       validate=validate if len(xv) else None, scheduler=_scheduler(config) if len(xv) or
                       config.lr_schedule != "plateau" else "none",
                       early_stopping=EarlyStopping("val_loss", "min", patience=config.patience) if len(xv) else None,
@@ -150,16 +157,16 @@ def train_scratch(config: DistillConfig, ctx: RunContext, data, spec, held_out_f
 
     from workbench.distill import TensorBatches, Trainer
 
-    from ..compute.students import ScratchClassifier
+    from ..compute.students import ScratchClassifier, spectrograms
 
     torch.manual_seed(config.seed * 7919 + held_out_fold)
     model = ScratchClassifier(spec, len(data.classes))
     keep = data.folds[data.clip] != held_out_fold
-    x, y = torch.from_numpy(data.audio[keep]), torch.from_numpy(data.frame_labels[keep])
+    x, y = spectrograms(data.audio[keep]), torch.from_numpy(data.frame_labels[keep])
     trainer = Trainer(model, _optimizer(model, config.lr), ctx, epochs=config.scratch_epochs,
                       train_batches=lambda epoch: TensorBatches((x, y), config.train_batch_size,
                                                                 config.seed + held_out_fold, epoch),
-                      loss_fn=lambda m, batch: F.cross_entropy(m(batch[0]), batch[1]),
+                      loss_fn=lambda m, batch: F.cross_entropy(m.from_spectrogram(batch[0]), batch[1]),
                       checkpoint=False, resume=False, device=ctx.device, phase=f"scratch (without fold {held_out_fold})")
     _metrics_off(trainer)
     yield from trainer.fit()
@@ -197,8 +204,10 @@ def evaluate(ctx: RunContext, config, subject: str, features, data, folds: list[
     from ..compute.downstream import cross_validate
 
     result = cross_validate(features, data.labels, data.folds, test_folds=folds, hidden=config.mlp_hidden,
-                            max_iter=config.mlp_epochs, seed=config.seed)
-    criteria = ACC_CRITERIA.format(n=len(folds))
+                            max_iter=config.mlp_epochs, seed=config.seed, alphas=tuple(config.mlp_alphas))
+    alphas = config.mlp_alphas
+    criteria = ACC_CRITERIA.format(n=len(folds), l2="L2 chosen on a validation fold" if len(alphas) > 1
+                                   else f"L2 {alphas[0]:g}")
     ctx.evaluation(subject, "accuracy", result.mean, criteria)
     ctx.evaluation(subject, "accuracy_sd", result.sd, criteria)
     for fold, acc in result.per_fold.items():
@@ -423,7 +432,8 @@ def distill(config: DistillConfig, ctx: RunContext):
 
     table = results_table(config, config.teacher, accuracy, profiles, subjects)
     results = {"config": {"sampler": config.sampler, "reduction": config.reduction, "reduced_dim": int(reduced.shape[1]),
-                          "student_width": spec.width, "student_blocks": spec.blocks, "teacher": config.teacher},
+                          "student_width": spec.width, "student_blocks": spec.blocks,
+                          "student_stem_stride": spec.stem_stride, "teacher": config.teacher},
                "dataset": str(root), "clips": data.n_clips, "frames": int(len(data.clip)), "folds": folds,
                "accuracy": accuracy, "subjects": subjects, "mse_to_reduced_teacher": mse,
                "profiles": {k: {m: v[m] for m in (*PROFILE_KEYS, "latency_p90_ms", "input_shapes", "threads",

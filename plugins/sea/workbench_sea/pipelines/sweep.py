@@ -76,7 +76,7 @@ def run(config: SweepConfig, ctx: RunContext):
 
     from ..compute.clips import mean_pool, split_clips
     from ..compute.downstream import folds_to_test
-    from ..compute.students import StudentSpec, example_input
+    from ..compute.students import example_input
     from ..compute.teachers import load_teacher
 
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
@@ -114,11 +114,11 @@ def run(config: SweepConfig, ctx: RunContext):
                "coverage": cov, "epochs_run": summary["epochs_run"],
                **{k: prof.get(k) for k in D.PROFILE_KEYS}}
         if config.scratch_baseline:
-            key = (spec.out_dim, spec.width, spec.blocks)
+            key = (spec.out_dim, spec.width, spec.blocks, spec.stem_stride)
             if key not in scratch:
                 bodies = {}
                 for fold in folds:
-                    body = yield from D.train_scratch(combo, ctx, data, StudentSpec(*key), fold)
+                    body = yield from D.train_scratch(combo, ctx, data, spec, fold)
                     bodies[fold] = mean_pool(D.embed_frames(body, data.audio), data.clip, data.n_clips)
                 scratch[key] = D.evaluate(ctx, combo, f"scratch-{spec.out_dim}-w{spec.width:g}", lambda f: bodies[f],
                                           data, folds)
