@@ -5,11 +5,11 @@ classifier trained on every other fold (never on clips of the tested fold). Feat
 standardised with statistics of the training folds only. The classifier is scikit-learn's
 MLPClassifier (one hidden layer, Adam, L2 penalty), seeded per fold.
 
-The L2 penalty is chosen per tested fold from a small grid on a validation fold (the next fold,
-cyclically, which is then one of the training folds), as UrbanSound8K's train/validate/test
-protocol does, and the classifier is refitted on all training folds with it. One fixed penalty
-favours some feature sets over others: low-variance PCA components, standardised, are mostly
-noise and need a stronger penalty than a network's embedding does.
+The L2 penalty is fixed (1e-3 by default) or, given a grid, chosen per tested fold on a
+validation fold (the next fold, cyclically, which is then one of the training folds), as
+UrbanSound8K's train/validate/test protocol does; the classifier is then refitted on all
+training folds with it. Why a grid can matter: one fixed penalty favours some feature sets over
+others (low-variance PCA components, standardised, are mostly noise and want a stronger one).
 """
 from __future__ import annotations
 
