@@ -107,6 +107,16 @@ def _scheduler(config) -> dict | str:
     return config.lr_schedule
 
 
+def frame_spectrograms(data):
+    """The student front end's output for every frame, computed once per dataset: the student and
+    each fold's from-scratch baseline train on the same frames."""
+    if getattr(data, "_spectrograms", None) is None:
+        from ..compute.students import spectrograms
+
+        data._spectrograms = spectrograms(data.audio)
+    return data._spectrograms
+
+
 def student_spec(config, out_dim: int):
     from ..compute.students import StudentSpec
 
@@ -120,12 +130,12 @@ def train_student(config: DistillConfig, ctx: RunContext, data, targets: np.ndar
 
     from workbench.distill import EarlyStopping, TensorBatches, Trainer
 
-    from ..compute.students import SeaStudent, spectrograms
+    from ..compute.students import SeaStudent
 
     spec = student_spec(config, targets.shape[1])
     model = SeaStudent(spec)
     train = np.isin(data.clip, train_clips)
-    x, y = spectrograms(data.audio), torch.from_numpy(targets)
+    x, y = frame_spectrograms(data), torch.from_numpy(targets)
     xt, yt, xv, yv = x[train], y[train], x[~train], y[~train]
     ctx.log(f"student {spec}: {sum(p.numel() for p in model.parameters()):,d} parameters; "
             f"{len(xt)} training and {len(xv)} validation frames")
@@ -157,12 +167,12 @@ def train_scratch(config: DistillConfig, ctx: RunContext, data, spec, held_out_f
 
     from workbench.distill import TensorBatches, Trainer
 
-    from ..compute.students import ScratchClassifier, spectrograms
+    from ..compute.students import ScratchClassifier
 
     torch.manual_seed(config.seed * 7919 + held_out_fold)
     model = ScratchClassifier(spec, len(data.classes))
     keep = data.folds[data.clip] != held_out_fold
-    x, y = spectrograms(data.audio[keep]), torch.from_numpy(data.frame_labels[keep])
+    x, y = frame_spectrograms(data)[torch.from_numpy(keep)], torch.from_numpy(data.frame_labels[keep])
     trainer = Trainer(model, _optimizer(model, config.lr), ctx, epochs=config.scratch_epochs,
                       train_batches=lambda epoch: TensorBatches((x, y), config.train_batch_size,
                                                                 config.seed + held_out_fold, epoch),
