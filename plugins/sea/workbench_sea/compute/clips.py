@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +27,9 @@ class FrameData:
     folds: np.ndarray  # (clips,) int64, 1-based
     classes: list[str]
     paths: list[Path] = field(default_factory=list)
+    # the student front end's output per frame (a torch tensor), filled on first use by the distill
+    # pipeline so the student and every from-scratch fold share one computation
+    spectrograms: Any = field(default=None, repr=False, compare=False)
 
     @property
     def frame_labels(self) -> np.ndarray:

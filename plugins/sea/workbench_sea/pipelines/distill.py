@@ -108,13 +108,12 @@ def _scheduler(config) -> dict | str:
 
 
 def frame_spectrograms(data):
-    """The student front end's output for every frame, computed once per dataset: the student and
-    each fold's from-scratch baseline train on the same frames."""
-    if getattr(data, "_spectrograms", None) is None:
+    """The student front end's output for every frame, computed on first use and kept on ``data``."""
+    if data.spectrograms is None:
         from ..compute.students import spectrograms
 
-        data._spectrograms = spectrograms(data.audio)
-    return data._spectrograms
+        data.spectrograms = spectrograms(data.audio)
+    return data.spectrograms
 
 
 def student_spec(config, out_dim: int):
@@ -213,9 +212,9 @@ def embed_frames(model, audio: np.ndarray, batch: int = 256) -> np.ndarray:
 def evaluate(ctx: RunContext, config, subject: str, features, data, folds: list[int]) -> dict:
     from ..compute.downstream import cross_validate
 
+    alphas = tuple(config.mlp_alphas)
     result = cross_validate(features, data.labels, data.folds, test_folds=folds, hidden=config.mlp_hidden,
-                            max_iter=config.mlp_epochs, seed=config.seed, alphas=tuple(config.mlp_alphas))
-    alphas = config.mlp_alphas
+                            max_iter=config.mlp_epochs, seed=config.seed, alphas=alphas)
     criteria = ACC_CRITERIA.format(n=len(folds), l2="L2 chosen on a validation fold" if len(alphas) > 1
                                    else f"L2 {alphas[0]:g}")
     ctx.evaluation(subject, "accuracy", result.mean, criteria)
