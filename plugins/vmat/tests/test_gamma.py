@@ -202,7 +202,7 @@ def test_values_match_a_fine_brute_force_search(kind):
         brute = min(float(np.sqrt(g2.min())), 2.0)
         ours = float(r.gamma_map[i])
         # never worse than the fine lattice (beyond the tolerance), never implausibly lower
-        assert ours <= brute + 0.051, (i, ours, brute)
+        assert ours <= brute + 0.101, (i, ours, brute)  # tolerance: 1 / interp_fraction
         assert ours >= brute - 0.03, (i, ours, brute)
 
 
@@ -220,7 +220,8 @@ def _pymedphys_gamma(ax, ref, ax_e, ev, dd, dta, cutoff=10, local=False, interp_
 
 
 def _compare(ax, ref, ax_e, ev, *, dd, dta, tolerance_pp, local=False, interp_fraction=10):
-    ours = gamma(ref, ev, axes_reference=ax, axes_evaluation=ax_e, dd=dd, dta=dta, local=local, device="cpu")
+    ours = gamma(ref, ev, axes_reference=ax, axes_evaluation=ax_e, dd=dd, dta=dta, local=local, device="cpu",
+                 interp_fraction=interp_fraction)
     theirs = _pymedphys_gamma(ax, ref, ax_e, ev, dd, dta, local=local, interp_fraction=interp_fraction)
     valid = ~np.isnan(theirs)
     assert ours.n_evaluated == int(valid.sum())
@@ -229,8 +230,8 @@ def _compare(ax, ref, ax_e, ev, *, dd, dta, tolerance_pp, local=False, interp_fr
     assert abs(ours.pass_rate - theirs_rate) <= tolerance_pp, (ours.pass_rate, theirs_rate)
     # pymedphys samples spheres of discrete radii, so it is at or above the true minimum
     # (by 0.1 and more in steep gradients), never below; ours is within its tolerance of
-    # the true minimum: 0.002 near gamma = 1, up to 0.05 away from it
-    tolerance = np.clip(0.5 * np.abs(theirs[valid] - 1), 0.002, 0.05) + 1e-3
+    # the true minimum: 0.002 near gamma = 1, up to 1 / interp_fraction away from it
+    tolerance = np.clip(0.5 * np.abs(theirs[valid] - 1), 0.002, 1.0 / interp_fraction) + 1e-3
     assert np.all(ours.gamma_map[valid] <= theirs[valid] + tolerance)
     below_max = valid & (theirs < 2)
     assert np.median(theirs[below_max] - ours.gamma_map[below_max]) < 0.1
