@@ -17,7 +17,8 @@ import time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 SEA = {"demo_clips_per_class_per_fold": 1, "hop_s": 1.0, "sample_size": 200, "student_width": 0.5,
-       "student_stem_stride": 2, "lr": 3e-3, "lr_schedule": "cosine",
+       "student_stem_stride": 2, "student_window_s": 2.3, "student_block_widths": [16, 32, 96, 96], "lr": 3e-3,
+       "lr_schedule": "cosine",
        "epochs": 40, "patience": 40, "eval_folds": 3, "mlp_epochs": 100, "scratch_baseline": False,
        "projection_points": 400, "export_onnx": False, "quantize_int8": False, "device": "cpu"}
 VMAT = {"cohort_dir": "builtin:tiny", "preset": "tiny", "epochs": 4, "student_epochs": 4, "patches_per_epoch": 16,

@@ -9,8 +9,8 @@ import torch
 from workbench.api import ConfigError, InputError
 from workbench.testing.memory_context import MemoryContext
 from workbench_sea.compute.students import (L3_WIDTHS, REDUCTION_FACTORS, LogMel, SeaStudent, StudentSpec,
-                                            block_widths, build_student, example_input, load_student, save_student,
-                                            spectrograms)
+                                            block_widths, build_student, example_input, frame_hop, load_student,
+                                            save_student, spectrograms)
 
 REFERENCE = Path(__file__).resolve().parents[3] / ".." / "shared" / "reference-models" / "edgel3_sea_ust_audio_emb_64.h5"
 
@@ -97,10 +97,40 @@ def test_demo_student_footprint_on_the_host_profiler():
     (the aiSFX teacher's); without its stride the same widths would not fit."""
     from workbench_sea.manifest import DEMO
 
-    spec = StudentSpec(DEMO["reduced_dim"], width=DEMO["student_width"], stem_stride=DEMO["student_stem_stride"])
-    prof = MemoryContext().profile(build_student(spec), example_input(), repeats=20)
+    spec = StudentSpec(DEMO["reduced_dim"], width=DEMO["student_width"], stem_stride=DEMO["student_stem_stride"],
+                       window_s=DEMO["student_window_s"], widths=tuple(DEMO["student_block_widths"]))
+    prof = MemoryContext().profile(build_student(spec), example_input(1, spec), repeats=20)
     assert prof["activation_peak_bytes"] < 4.95e6 / 30
     assert prof["storage_bytes"] < 19.17e6 / 12
-    unstrided = StudentSpec(spec.out_dim, width=spec.width)
-    wide = MemoryContext().profile(build_student(unstrided), example_input(), repeats=20)
+    unstrided = StudentSpec(spec.out_dim, width=spec.width, window_s=spec.window_s, widths=spec.widths)
+    wide = MemoryContext().profile(build_student(unstrided), example_input(1, unstrided), repeats=20)
     assert wide["activation_peak_bytes"] > 4.95e6 / 30
+
+
+def test_a_longer_window_keeps_the_feature_maps_and_explicit_widths_override_the_multiplier():
+    """2.3 s of audio (the aiSFX teacher's context) gives the 1 s student's 51 spectrogram frames: the hop
+    scales with the window, so the network and its activation memory stay the same size."""
+    short = StudentSpec(64, width=0.5, stem_stride=2)
+    long = StudentSpec(64, width=0.5, stem_stride=2, window_s=2.3)
+    assert (short.window_samples, long.window_samples) == (8000, 18400)
+    assert (frame_hop(short.window_samples), frame_hop(long.window_samples)) == (160, 368)
+    x = torch.randn(2, long.window_samples)
+    with torch.no_grad():
+        spec_long = build_student(long).frontend(x)
+        spec_short = build_student(short).frontend(x[:, :8000])
+    assert spec_long.shape == spec_short.shape == (2, 1, 64, 51)
+    with torch.no_grad():  # the cached-spectrogram path derives the same hop from the window length
+        torch.testing.assert_close(spectrograms(x.numpy(), chunk=1), spec_long)
+    a = MemoryContext().profile(build_student(short), example_input(1, short), repeats=20)
+    b = MemoryContext().profile(build_student(long), example_input(1, long), repeats=20)
+    assert b["activation_peak_bytes"] < 1.25 * a["activation_peak_bytes"]
+
+    widened = StudentSpec(64, width=0.5, stem_stride=2, window_s=2.3, widths=(16, 32, 96, 96))
+    assert block_widths(widened) == [(16, 16), (32, 32), (96, 96), (96, 64)]
+    assert StudentSpec.from_dict(widened.to_dict()) == widened
+    assert widened.to_dict()["hop"] == 368
+    assert (short.label(), widened.label()) == ("SEA 64-d, width 0.5", "SEA 64-d, widths 16/32/96/96, 2.3 s")
+    with pytest.raises(ConfigError, match="widths"):
+        StudentSpec(64, widths=(16, 32))
+    with pytest.raises(ConfigError, match="window"):
+        StudentSpec(64, window_s=0.1)

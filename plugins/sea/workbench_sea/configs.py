@@ -40,6 +40,12 @@ class _DistillSettings(EmbedConfig):
     student_stem_stride: int = Field(1, ge=1, le=4, description="Stride of the student's first conv (the published "
                                      "students: 1). 2 quarters the largest feature maps, so a wider student fits "
                                      "the same activation memory.")
+    student_window_s: float = Field(1.0, ge=0.25, le=10, description="Audio the student sees per embedding, "
+                                    "seconds (the published students: 1 s). Its spectrogram hop scales with it, so "
+                                    "the feature maps and the activation memory stay about the same.")
+    student_block_widths: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        [], max_length=4, description="Conv channels of each student block (one per block; overrides the width "
+        "multiplier). Empty: SEA's widths times the multiplier.")
     epochs: int = Field(20, ge=1, le=1000, description="Maximum student training epochs.")
     lr: float = Field(1e-3, gt=0, le=1, description="Adam learning rate.")
     lr_schedule: Literal["plateau", "cosine", "step", "none"] = Field(

@@ -33,7 +33,8 @@ DISTILL_FLOW = FlowSpec(
                  description="Which teacher embeddings fit the dimensionality reduction, and how far it reduces "
                  "them (= the student's output size). The preview samples a subset of clips and shows the "
                  "sample among all frames."),
-        StepSpec("student", ("student_width", "student_blocks", "student_stem_stride"), f"{_F}:student_preview",
+        StepSpec("student", ("student_width", "student_blocks", "student_stem_stride", "student_window_s",
+                             "student_block_widths"), f"{_F}:student_preview",
                  description="The SEA student family (L3 audio net with per-block reduction factors): its width and "
                  "depth. Size, memory and compute are predicted before training, next to the teacher's."),
         StepSpec("distill", ("epochs", "lr", "lr_schedule", "train_batch_size", "patience", "val_fraction", "device"),
@@ -318,26 +319,27 @@ def _class_rows(data, idx) -> list[list]:
 def student_preview(config, ctx):
     from workbench.api import Preview, Table, human_count
 
-    from .compute.students import StudentSpec, block_widths, build_student, example_input
+    from .compute.students import block_widths, build_student, example_input
     from .compute.teachers import load_teacher
+    from .pipelines.distill import student_spec
     import torch
 
     teacher = load_teacher(config.teacher)
     out_dim = teacher.embedding_dim if config.reduction == "none" else config.reduced_dim
-    spec = StudentSpec(out_dim=out_dim, width=config.student_width, blocks=config.student_blocks,
-                       stem_stride=config.student_stem_stride)
+    spec = student_spec(config, out_dim)
     student = build_student(spec)
-    s = ctx.profile(student, example_input(), latency=False)
+    s = ctx.profile(student, example_input(1, spec), latency=False)
     t = ctx.profile(teacher.model, torch.zeros(1, teacher.window_samples), latency=False)
     keys = [("parameters", "parameters", lambda v: f"{v:,d}"), ("storage_bytes", "storage", _mb),
             ("activation_peak_bytes", "activation memory", _mb), ("macs", "MACs", human_count)]
     rows = [[title, fmt(t[k]), fmt(s[k]), f"{t[k] / s[k]:.1f}×" if s[k] else "-"] for k, title, fmt in keys]
     widths = [[f"block {i + 1}", c1, c2] for i, (c1, c2) in enumerate(block_widths(spec))]
     return Preview(
-        summary=f"A SEA student with {spec.blocks} conv block(s) at width ×{spec.width:g}"
+        summary=f"A SEA student with {spec.blocks} conv block(s) at "
+        f"{'widths ' + '/'.join(map(str, spec.widths)) if spec.widths else f'width ×{spec.width:g}'}"
         f"{f' (first conv stride {spec.stem_stride})' if spec.stem_stride > 1 else ''}, ending in {out_dim} "
-        f"channels (the {'teacher' if config.reduction == 'none' else 'reduced'} embedding size), on 1 s of 8 kHz "
-        f"audio. Predicted before training: {s['parameters']:,d} parameters against the teacher's "
+        f"channels (the {'teacher' if config.reduction == 'none' else 'reduced'} embedding size), on {spec.window_s:g} s "
+        f"of 8 kHz audio. Predicted before training: {s['parameters']:,d} parameters against the teacher's "
         f"{t['parameters']:,d}.",
         figures={"parameters": f"{s['parameters']:,d}", "storage": _mb(s["storage_bytes"]),
                  "activation memory": _mb(s["activation_peak_bytes"]), "MACs": human_count(s["macs"]),

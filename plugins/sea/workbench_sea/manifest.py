@@ -13,12 +13,15 @@ SMOKE = {"demo_clips_per_class_per_fold": 1, "max_clips": 40, "hop_s": 1.0, "sam
          "eval_folds": 2, "mlp_epochs": 50, "scratch_baseline": False, "profile": False,
          "export_onnx": False, "export_torchscript": False, "projection_points": 100}
 
-# the demo student: SEA-64 widths x 1/2 (16/32/64 -> 64 channels) with a stride-2 first conv, ~0.11 M
-# parameters: ~0.12 MB of activations on the host profiler against the aiSFX teacher's ~4.95 MB (> 40x) and
-# ~0.58 MB of storage against 19 MB (~33x). 500 clips at hop 0.5 s (~3500 frames): with the 300 clips at hop
-# 1 s of earlier demos the student overfitted. Measured figures: README, "Results".
+# the demo student: SEA-64 block layout with a stride-2 first conv and widths 16/32/96/96, hearing 2.3 s of 8 kHz
+# audio (the teacher's context; the spectrogram hop scales with the window, so the feature maps stay 64 x 51).
+# ~0.27 M parameters: ~1.2 MB of storage against the aiSFX teacher's 19 MB (~16x) and ~0.15 MB of activations
+# against ~4.95 MB (~32x). Chosen on generated datasets of seeds 1 and 2, not on the demo's own (seed 0): with
+# 1 s of audio the student reproduced the reduced teacher embeddings about half as well (validation MSE).
+# 500 clips at hop 0.5 s (~3500 frames). Measured figures: README, "Results".
 DEMO = {"hop_s": 0.5, "demo_clips_per_class_per_fold": 5, "sampler": "random", "sample_size": 2000, "reduction": "pca",
-        "reduced_dim": 64, "student_width": 0.5, "student_stem_stride": 2, "lr": 3e-3, "lr_schedule": "cosine",
+        "reduced_dim": 64, "student_width": 0.5, "student_stem_stride": 2, "student_window_s": 2.3,
+        "student_block_widths": [16, 32, 96, 96], "lr": 3e-3, "lr_schedule": "cosine",
         "epochs": 25, "patience": 8, "scratch_epochs": 2, "mlp_epochs": 300}
 
 plugin = Plugin(

@@ -44,6 +44,8 @@ class StudentSpec:
     blocks: int = 4
     chunk_frames: int = 8
     stem_stride: int = 1
+    window_s: float = WINDOW_S
+    widths: tuple[int, ...] = ()  # explicit conv widths per block (overrides ``width``); empty: derived
 
     def __post_init__(self) -> None:
         from workbench.api import ConfigError
@@ -58,19 +60,39 @@ class StudentSpec:
             raise ConfigError(f"student stem stride must be 1..4, got {self.stem_stride}", key="student_stem_stride")
         if self.chunk_frames < 1:
             raise ConfigError(f"chunk_frames must be >= 1, got {self.chunk_frames}", key="chunk_frames")
+        if self.widths and (len(self.widths) != self.blocks or min(self.widths) < 1):
+            raise ConfigError(f"student widths {list(self.widths)} must be {self.blocks} positive numbers",
+                              key="student_block_widths")
+        if not 0.25 <= self.window_s <= 10:
+            raise ConfigError(f"student window must be 0.25..10 s, got {self.window_s}", key="student_window_s")
 
     @property
     def window_samples(self) -> int:
-        return int(round(WINDOW_S * SAMPLE_RATE))
+        return int(round(self.window_s * SAMPLE_RATE))
+
+    def label(self) -> str:
+        """Short description for tables: "SEA 64-d, width 0.5" or "SEA 64-d, widths 16/32/96/96, 2.3 s"."""
+        size = f"widths {'/'.join(map(str, self.widths))}" if self.widths else f"width {self.width:g}"
+        window = f", {self.window_s:g} s" if self.window_s != WINDOW_S else ""
+        return f"SEA {self.out_dim}-d, {size}{window}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "sample_rate": SAMPLE_RATE, "window_s": WINDOW_S, "n_fft": N_FFT, "hop": HOP,
+        return {**asdict(self), "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop": frame_hop(self.window_samples),
                 "n_mels": N_MELS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StudentSpec":
-        return cls(**{k: data[k] for k in ("out_dim", "width", "blocks", "chunk_frames", "stem_stride")
-                     if k in data})
+        kw = {k: data[k] for k in ("out_dim", "width", "blocks", "chunk_frames", "stem_stride", "window_s", "widths")
+              if k in data}
+        if "widths" in kw:
+            kw["widths"] = tuple(int(w) for w in kw["widths"])
+        return cls(**kw)
+
+
+def frame_hop(window_samples: int) -> int:
+    """Spectrogram hop for a window: the 1 s window's 160 samples, scaled with the window so every window
+    length gives the same 51 frames (same feature-map sizes, so the same activation memory)."""
+    return max(1, int(window_samples) * HOP // int(round(WINDOW_S * SAMPLE_RATE)))
 
 
 def reduction_factors(out_dim: int) -> tuple[int, ...]:
@@ -83,7 +105,7 @@ def reduction_factors(out_dim: int) -> tuple[int, ...]:
 def block_widths(spec: StudentSpec) -> list[tuple[int, int]]:
     """(first conv, second conv) output channels of each kept block."""
     factors = reduction_factors(spec.out_dim)
-    widths = [max(1, round(L3_WIDTHS[i] / factors[i] * spec.width)) for i in range(spec.blocks)]
+    widths = list(spec.widths) or [max(1, round(L3_WIDTHS[i] / factors[i] * spec.width)) for i in range(spec.blocks)]
     out = [(w, w) for w in widths]
     out[-1] = (widths[-1], spec.out_dim)
     return out
@@ -92,25 +114,25 @@ def block_widths(spec: StudentSpec) -> list[tuple[int, int]]:
 class LogMel(nn.Module):
     """(batch, samples) audio -> (batch, 1, mels, frames) dB mel spectrogram, computed in chunks of frames."""
 
-    def __init__(self, chunk_frames: int = 8):
+    def __init__(self, chunk_frames: int = 8, hop: int = HOP):
         super().__init__()
         import torchaudio
 
-        self.chunk_frames = int(chunk_frames)
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP,
+        self.chunk_frames, self.hop = int(chunk_frames), int(hop)
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=self.hop,
                                                         n_mels=N_MELS, center=False, power=2.0)
 
     def frames(self, samples: int) -> int:
-        return 1 + samples // HOP  # centred frames (N_FFT // 2 zeros each side)
+        return 1 + samples // self.hop  # centred frames (N_FFT // 2 zeros each side)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         pad = N_FFT // 2
         x = nn.functional.pad(audio, (pad, pad))
-        n = 1 + (x.shape[-1] - N_FFT) // HOP
+        n = 1 + (x.shape[-1] - N_FFT) // self.hop
         parts = []
         for start in range(0, n, self.chunk_frames):
             stop = min(n, start + self.chunk_frames)
-            seg = x[:, start * HOP: (stop - 1) * HOP + N_FFT]
+            seg = x[:, start * self.hop: (stop - 1) * self.hop + N_FFT]
             parts.append(self.mel(seg))
         spec = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
         return (10.0 * torch.log10(spec.clamp_min(1e-10))).unsqueeze(1)
@@ -140,8 +162,8 @@ class SeaStudent(nn.Module):
     def __init__(self, spec: StudentSpec):
         super().__init__()
         self.spec = spec
-        self.sample_rate, self.window_s = SAMPLE_RATE, WINDOW_S
-        self.frontend = LogMel(spec.chunk_frames)
+        self.sample_rate, self.window_s = SAMPLE_RATE, spec.window_s
+        self.frontend = LogMel(spec.chunk_frames, frame_hop(spec.window_samples))
         self.input_norm = nn.BatchNorm2d(1)
         blocks, cin = [], 1
         widths = block_widths(spec)
@@ -190,14 +212,14 @@ def build_student(spec: StudentSpec | dict) -> SeaStudent:
 
 def spectrograms(audio, chunk: int = 512) -> torch.Tensor:
     """The student front end's output for (frames, samples) audio windows (numpy or tensor), in chunks."""
-    frontend = LogMel(chunk_frames=64)
     x = torch.as_tensor(audio)
+    frontend = LogMel(chunk_frames=64, hop=frame_hop(x.shape[-1]))
     with torch.no_grad():
         return torch.cat([frontend(x[b:b + chunk]) for b in range(0, len(x), chunk)])
 
 
-def example_input(batch: int = 1) -> torch.Tensor:
-    return torch.zeros(batch, int(round(WINDOW_S * SAMPLE_RATE)))
+def example_input(batch: int = 1, spec: StudentSpec | None = None) -> torch.Tensor:
+    return torch.zeros(batch, spec.window_samples if spec is not None else int(round(WINDOW_S * SAMPLE_RATE)))
 
 
 def save_student(model: SeaStudent, path, meta: dict[str, Any]) -> None:

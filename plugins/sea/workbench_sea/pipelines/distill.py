@@ -36,7 +36,9 @@ def load_frames(config: DistillConfig, ctx: RunContext, teacher):
     from ..compute.dataset_readers import read_dataset
     from ..compute.embedding_cache import EmbeddingCache
     from ..compute.loudness import frame_spl_db
-    from ..compute.students import SAMPLE_RATE, WINDOW_S
+    from ..compute.students import SAMPLE_RATE
+
+    window_s = config.student_window_s  # the student's audio per embedding (and the loudness window)
 
     root = Path(config.dataset_dir) if config.dataset_dir else (
         yield from demo_dataset(ctx, config.demo_clips_per_class_per_fold, config.seed))
@@ -54,8 +56,8 @@ def load_frames(config: DistillConfig, ctx: RunContext, teacher):
             ctx.warn(f"skipped {exc}")
             continue
         teach.append(emb.astype(np.float32))
-        audio.append(student_windows(wave, SAMPLE_RATE, times, WINDOW_S, config.center))
-        loud.append(frame_spl_db(wave, SAMPLE_RATE, window_centres(times, WINDOW_S, config.center), WINDOW_S))
+        audio.append(student_windows(wave, SAMPLE_RATE, times, window_s, config.center))
+        loud.append(frame_spl_db(wave, SAMPLE_RATE, window_centres(times, window_s, config.center), window_s))
         clip_of.append(np.full(len(emb), len(labels), dtype=np.int64))
         labels.append(clip.label)
         folds.append(clip.fold)
@@ -120,7 +122,8 @@ def student_spec(config, out_dim: int):
     from ..compute.students import StudentSpec
 
     return StudentSpec(out_dim=out_dim, width=config.student_width, blocks=config.student_blocks,
-                       stem_stride=config.student_stem_stride)
+                       stem_stride=config.student_stem_stride, window_s=config.student_window_s,
+                       widths=tuple(config.student_block_widths))
 
 
 def train_student(config: DistillConfig, ctx: RunContext, data, targets: np.ndarray, train_clips, val_clips):
@@ -387,7 +390,7 @@ def distill(config: DistillConfig, ctx: RunContext):
               "student": mean_pool(student_frames, data.clip, data.n_clips)}
     subjects = {"teacher": f"teacher ({config.teacher}, {teacher.embedding_dim}-d)",
                 "reduced_teacher": f"reduced teacher ({config.reduction}, {reduced.shape[1]}-d)",
-                "student": f"student (SEA {spec.out_dim}-d, width {spec.width:g})"}
+                "student": f"student ({spec.label()})"}
     models_to_profile: dict[str, tuple[Any, Any]] = {}
     if config.reference_student:
         ref = load_teacher(f"keras-h5:{config.reference_student}")
@@ -421,7 +424,7 @@ def distill(config: DistillConfig, ctx: RunContext):
         yield Progress(0, 1, "host profiler", phase="footprint")
         example = torch.zeros(1, teacher.window_samples)
         profiles = profile_models(config, ctx, {"teacher": (teacher.model, example),
-                                                "student": (student, example_input()), **models_to_profile})
+                                                "student": (student, example_input(1, spec)), **models_to_profile})
 
     # artifacts
     save_student(ctx, student, spec, reduction, config, teacher)
@@ -436,13 +439,14 @@ def distill(config: DistillConfig, ctx: RunContext):
     (ctx.run_dir / "history.json").write_text(json.dumps({"history": history, "summary": train_summary}, indent=2,
                                                          default=float))
     ctx.artifact("sea-training", ctx.run_dir / "history.json")
-    exports = export_student(config, ctx, student, example_input()) if (
+    exports = export_student(config, ctx, student, example_input(1, spec)) if (
         config.export_onnx or config.export_torchscript or config.quantize_int8) else {}
 
     table = results_table(config, config.teacher, accuracy, profiles, subjects)
     results = {"config": {"sampler": config.sampler, "reduction": config.reduction, "reduced_dim": int(reduced.shape[1]),
                           "student_width": spec.width, "student_blocks": spec.blocks,
-                          "student_stem_stride": spec.stem_stride, "teacher": config.teacher},
+                          "student_stem_stride": spec.stem_stride, "student_window_s": spec.window_s,
+                          "student_block_widths": list(spec.widths), "teacher": config.teacher},
                "dataset": str(root), "clips": data.n_clips, "frames": int(len(data.clip)), "folds": folds,
                "accuracy": accuracy, "subjects": subjects, "mse_to_reduced_teacher": mse,
                "profiles": {k: {m: v[m] for m in (*PROFILE_KEYS, "latency_p90_ms", "input_shapes", "threads",
@@ -479,4 +483,5 @@ def build_model(run_dir: Path, config: dict, name: str):
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(meta_path, f"cannot read the student's metadata: {exc}") from None
-    return load_student(Path(run_dir) / "student.safetensors", meta["student"]), example_input()
+    model = load_student(Path(run_dir) / "student.safetensors", meta["student"])
+    return model, example_input(1, model.spec)

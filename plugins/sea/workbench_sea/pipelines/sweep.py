@@ -105,7 +105,7 @@ def run(config: SweepConfig, ctx: RunContext):
         frames = D.embed_frames(student, data.audio)
         acc = D.evaluate(cctx, combo, "student", mean_pool(frames, data.clip, data.n_clips), data, folds)
         red_acc = D.evaluate(cctx, combo, "reduced_teacher", mean_pool(reduced, data.clip, data.n_clips), data, folds)
-        prof = D.profile_models(combo, cctx, {"student": (student, example_input())})["student"] if config.profile else {}
+        prof = D.profile_models(combo, cctx, {"student": (student, example_input(1, spec))})["student"] if config.profile else {}
         D.save_student(cctx, student, spec, reduction, combo, teacher)
         (cctx.run_dir / "history.json").write_text(json.dumps({"history": history, "summary": summary}, default=float))
         cctx.artifact("sea-training", cctx.run_dir / "history.json")
@@ -114,7 +114,7 @@ def run(config: SweepConfig, ctx: RunContext):
                "coverage": cov, "epochs_run": summary["epochs_run"],
                **{k: prof.get(k) for k in D.PROFILE_KEYS}}
         if config.scratch_baseline:
-            key = (spec.out_dim, spec.width, spec.blocks, spec.stem_stride)
+            key = (spec.out_dim, spec.width, spec.blocks, spec.stem_stride, spec.window_s, spec.widths)
             if key not in scratch:
                 bodies = {}
                 for fold in folds:
