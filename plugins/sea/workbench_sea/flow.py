@@ -35,8 +35,9 @@ DISTILL_FLOW = FlowSpec(
                  "sample among all frames."),
         StepSpec("student", ("student_width", "student_blocks", "student_stem_stride", "student_window_s",
                              "student_block_widths"), f"{_F}:student_preview",
-                 description="The SEA student family (L3 audio net with per-block reduction factors): its width and "
-                 "depth. Size, memory and compute are predicted before training, next to the teacher's."),
+                 description="The SEA student family (L3 audio net with per-block reduction factors): its width, depth "
+                 "and how much audio it hears. Size, memory and compute are predicted before training, next to "
+                 "the teacher's."),
         StepSpec("distill", ("epochs", "lr", "lr_schedule", "train_batch_size", "patience", "val_fraction", "device"),
                  description="Train the student by MSE to the reduced teacher embeddings, then evaluate both "
                  "downstream (fold-wise MLP) and measure them. Evaluation and export options are under More "
