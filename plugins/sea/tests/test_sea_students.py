@@ -99,11 +99,11 @@ def test_demo_student_footprint_on_the_host_profiler():
 
     spec = StudentSpec(DEMO["reduced_dim"], width=DEMO["student_width"], stem_stride=DEMO["student_stem_stride"],
                        window_s=DEMO["student_window_s"], widths=tuple(DEMO["student_block_widths"]))
-    prof = MemoryContext().profile(build_student(spec), example_input(1, spec), repeats=20)
+    prof = MemoryContext().profile(build_student(spec), example_input(spec), repeats=20)
     assert prof["activation_peak_bytes"] < 4.95e6 / 30
     assert prof["storage_bytes"] < 19.17e6 / 12
     unstrided = StudentSpec(spec.out_dim, width=spec.width, window_s=spec.window_s, widths=spec.widths)
-    wide = MemoryContext().profile(build_student(unstrided), example_input(1, unstrided), repeats=20)
+    wide = MemoryContext().profile(build_student(unstrided), example_input(unstrided), repeats=20)
     assert wide["activation_peak_bytes"] > 4.95e6 / 30
 
 
@@ -121,8 +121,8 @@ def test_a_longer_window_keeps_the_feature_maps_and_explicit_widths_override_the
     assert spec_long.shape == spec_short.shape == (2, 1, 64, 51)
     with torch.no_grad():  # the cached-spectrogram path derives the same hop from the window length
         torch.testing.assert_close(spectrograms(x.numpy(), chunk=1), spec_long)
-    a = MemoryContext().profile(build_student(short), example_input(1, short), repeats=20)
-    b = MemoryContext().profile(build_student(long), example_input(1, long), repeats=20)
+    a = MemoryContext().profile(build_student(short), example_input(short), repeats=20)
+    b = MemoryContext().profile(build_student(long), example_input(long), repeats=20)
     assert b["activation_peak_bytes"] < 1.25 * a["activation_peak_bytes"]
 
     widened = StudentSpec(64, width=0.5, stem_stride=2, window_s=2.3, widths=(16, 32, 96, 96))

@@ -329,7 +329,7 @@ def student_preview(config, ctx):
     out_dim = teacher.embedding_dim if config.reduction == "none" else config.reduced_dim
     spec = student_spec(config, out_dim)
     student = build_student(spec)
-    s = ctx.profile(student, example_input(1, spec), latency=False)
+    s = ctx.profile(student, example_input(spec), latency=False)
     t = ctx.profile(teacher.model, torch.zeros(1, teacher.window_samples), latency=False)
     keys = [("parameters", "parameters", lambda v: f"{v:,d}"), ("storage_bytes", "storage", _mb),
             ("activation_peak_bytes", "activation memory", _mb), ("macs", "MACs", human_count)]

@@ -218,8 +218,8 @@ def spectrograms(audio, chunk: int = 512) -> torch.Tensor:
         return torch.cat([frontend(x[b:b + chunk]) for b in range(0, len(x), chunk)])
 
 
-def example_input(batch: int = 1, spec: StudentSpec | None = None) -> torch.Tensor:
-    return torch.zeros(batch, spec.window_samples if spec is not None else int(round(WINDOW_S * SAMPLE_RATE)))
+def example_input(spec: StudentSpec, batch: int = 1) -> torch.Tensor:
+    return torch.zeros(batch, spec.window_samples)
 
 
 def save_student(model: SeaStudent, path, meta: dict[str, Any]) -> None:

@@ -200,14 +200,16 @@ def _metrics_off(trainer) -> None:
     trainer.ctx = _Quiet(trainer.ctx)
 
 
-def embed_frames(model, audio: np.ndarray, batch: int = 256) -> np.ndarray:
+def embed_frames(model, data, batch: int = 256) -> np.ndarray:
+    """A student's (or from-scratch body's) output for every frame, from the shared spectrograms."""
     import torch
 
+    x = frame_spectrograms(data)
     model.eval()
     out = []
     with torch.no_grad():
-        for b in range(0, len(audio), batch):
-            out.append(model(torch.from_numpy(audio[b:b + batch])).numpy())
+        for b in range(0, len(x), batch):
+            out.append(model.from_spectrogram(x[b:b + batch]).numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -382,7 +384,7 @@ def distill(config: DistillConfig, ctx: RunContext):
     student, spec, train_summary, history = yield from train_student(config, ctx, data, reduced, train_clips, val_clips)
 
     yield Progress(0, 1, "student embeddings", phase="evaluate")
-    student_frames = embed_frames(student, data.audio)
+    student_frames = embed_frames(student, data)
     mse = float(np.mean((student_frames - reduced) ** 2))
     ctx.evaluation("student", "mse_to_reduced_teacher", mse, "all frames")
     pooled = {"teacher": mean_pool(data.teacher, data.clip, data.n_clips),
@@ -415,7 +417,7 @@ def distill(config: DistillConfig, ctx: RunContext):
         scratch_cache: dict[int, np.ndarray] = {}
         for fold in folds:
             body = yield from train_scratch(config, ctx, data, spec, fold)
-            scratch_cache[fold] = mean_pool(embed_frames(body, data.audio), data.clip, data.n_clips)
+            scratch_cache[fold] = mean_pool(embed_frames(body, data), data.clip, data.n_clips)
         accuracy["scratch"] = evaluate(ctx, config, "scratch", lambda f: scratch_cache[f], data, folds)
         subjects["scratch"] = f"same student from scratch on labels ({config.scratch_epochs} epochs)"
 
@@ -424,7 +426,7 @@ def distill(config: DistillConfig, ctx: RunContext):
         yield Progress(0, 1, "host profiler", phase="footprint")
         example = torch.zeros(1, teacher.window_samples)
         profiles = profile_models(config, ctx, {"teacher": (teacher.model, example),
-                                                "student": (student, example_input(1, spec)), **models_to_profile})
+                                                "student": (student, example_input(spec)), **models_to_profile})
 
     # artifacts
     save_student(ctx, student, spec, reduction, config, teacher)
@@ -439,7 +441,7 @@ def distill(config: DistillConfig, ctx: RunContext):
     (ctx.run_dir / "history.json").write_text(json.dumps({"history": history, "summary": train_summary}, indent=2,
                                                          default=float))
     ctx.artifact("sea-training", ctx.run_dir / "history.json")
-    exports = export_student(config, ctx, student, example_input(1, spec)) if (
+    exports = export_student(config, ctx, student, example_input(spec)) if (
         config.export_onnx or config.export_torchscript or config.quantize_int8) else {}
 
     table = results_table(config, config.teacher, accuracy, profiles, subjects)
@@ -484,4 +486,4 @@ def build_model(run_dir: Path, config: dict, name: str):
     except (OSError, ValueError) as exc:
         raise InputError(meta_path, f"cannot read the student's metadata: {exc}") from None
     model = load_student(Path(run_dir) / "student.safetensors", meta["student"])
-    return model, example_input(1, model.spec)
+    return model, example_input(model.spec)

@@ -102,10 +102,10 @@ def run(config: SweepConfig, ctx: RunContext):
         yield Progress(n, len(combos), name, phase="sweep")
         idx, cov, reduction, reduced = D.sample_and_reduce(combo, cctx, data)
         student, spec, summary, history = yield from D.train_student(combo, cctx, data, reduced, train_clips, val_clips)
-        frames = D.embed_frames(student, data.audio)
+        frames = D.embed_frames(student, data)
         acc = D.evaluate(cctx, combo, "student", mean_pool(frames, data.clip, data.n_clips), data, folds)
         red_acc = D.evaluate(cctx, combo, "reduced_teacher", mean_pool(reduced, data.clip, data.n_clips), data, folds)
-        prof = D.profile_models(combo, cctx, {"student": (student, example_input(1, spec))})["student"] if config.profile else {}
+        prof = D.profile_models(combo, cctx, {"student": (student, example_input(spec))})["student"] if config.profile else {}
         D.save_student(cctx, student, spec, reduction, combo, teacher)
         (cctx.run_dir / "history.json").write_text(json.dumps({"history": history, "summary": summary}, default=float))
         cctx.artifact("sea-training", cctx.run_dir / "history.json")
@@ -114,12 +114,12 @@ def run(config: SweepConfig, ctx: RunContext):
                "coverage": cov, "epochs_run": summary["epochs_run"],
                **{k: prof.get(k) for k in D.PROFILE_KEYS}}
         if config.scratch_baseline:
-            key = (spec.out_dim, spec.width, spec.blocks, spec.stem_stride, spec.window_s, spec.widths)
+            key = spec  # frozen: one from-scratch baseline per architecture
             if key not in scratch:
                 bodies = {}
                 for fold in folds:
                     body = yield from D.train_scratch(combo, ctx, data, spec, fold)
-                    bodies[fold] = mean_pool(D.embed_frames(body, data.audio), data.clip, data.n_clips)
+                    bodies[fold] = mean_pool(D.embed_frames(body, data), data.clip, data.n_clips)
                 scratch[key] = D.evaluate(ctx, combo, f"scratch-{spec.out_dim}-w{spec.width:g}", lambda f: bodies[f],
                                           data, folds)
             row["scratch_accuracy"] = scratch[key]
