@@ -337,6 +337,10 @@ _TOL_MIN = 0.002
 _TOL_SLOPE = 0.5
 #: Newton steps of the box subproblem (more: tighter bounds, slower steps)
 _NEWTON = 1
+#: multiplier rounds of the convex bound (the second takes lam = q at the first's point)
+_CONVEX_ROUNDS = 2
+#: coordinate-minimisation sweeps per round of the convex bound
+_CONVEX_SWEEPS = 1
 
 
 def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device, nodes=None) -> np.ndarray:
@@ -986,18 +990,94 @@ class _Search:
         t = _newton(alpha, ks, lo, hi).clamp(min=0)
         return _dual_bound(alpha, ks, None, lo, hi, t)
 
+    def _convex_bound(self, lo, h, c):
+        """Third lower bound of gamma^2 over each box: the dual function made convex (alpha-BB).
+
+        For any multiplier lam, gamma^2 = |y|^2 + q^2 >= phi(y) - lam^2 with phi = |y|^2 +
+        2 lam q(y). phi's Hessian is 2I plus 2 lam times q's mixed second derivatives, which
+        over the box are at most sum |c_S| (S holding both axes) * 4 / (h_a h_b); adding
+        alpha_a (y_a - lo_a)(y_a - hi_a) (<= 0 on the box, zero on its faces) with alpha_a
+        from Gershgorin's rule makes it convex, so its first-order expansion at any point
+        ŷ bounds it below over the box. ŷ comes from exact coordinate-wise minimisation
+        (phi is quadratic along each axis), lam from the linear model, then from q(ŷ).
+        The centred bound replaces the nonlinear terms by their range (a gap of ~ sum |c_S|
+        everywhere); this one's gap vanishes where phi is convex and at the box faces,
+        where minima often lie. On noisy doses it closes most of the boxes the other two
+        leave open (measured: ~80 % of the octants around nodes).
+        """
+        n = self.n
+        hi = [lo[a] + h[a] for a in range(n)]
+        g = [2.0 * c[bit] / h[a] for a, bit in enumerate(self.bits)]
+        alpha = c[0]
+        for a in range(n):
+            alpha = alpha - c[self.bits[a]] * (2.0 * lo[a] / h[a] + 1.0)
+        y = _clamp_step(_newton(alpha, g, lo, hi), g, lo, hi)
+        inv_h = [1.0 / x for x in h]
+        # row sums of |mixed second derivatives| (y units) over the box
+        rows = [None] * n
+        for a in range(n):
+            for b in range(a + 1, n):
+                s = None
+                for S in self.nonlinear:
+                    if S & self.bits[a] and S & self.bits[b]:
+                        s = c[S].abs() if s is None else s + c[S].abs()
+                s = s * (4.0 * inv_h[a] * inv_h[b])
+                rows[a] = s if rows[a] is None else rows[a] + s
+                rows[b] = s if rows[b] is None else rows[b] + s
+        best = None
+        lam = None
+        for _ in range(_CONVEX_ROUNDS):
+            xi = [(2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1) for a in range(n)]
+            if lam is None:
+                lam = self._multilinear(c, xi)
+            al = [(lam.abs() * r - 1.0).clamp(min=0) for r in rows]
+            for a in list(range(n)) * _CONVEX_SWEEPS:  # exact coordinate minimisation
+                slope = 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
+                ya = (al[a] * (lo[a] + hi[a]) - slope) / (2.0 * (1.0 + al[a]))
+                y[a] = torch.minimum(torch.maximum(ya, lo[a]), hi[a])
+                xi[a] = (2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1)
+            q = self._multilinear(c, xi)
+            lb = 2.0 * lam * q - lam * lam
+            for a in range(n):
+                lb = lb + y[a] * y[a] + al[a] * (y[a] - lo[a]) * (y[a] - hi[a])
+                grad = 2.0 * (1.0 + al[a]) * y[a] - al[a] * (lo[a] + hi[a]) + 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
+                lb = lb + torch.minimum(grad * (lo[a] - y[a]), grad * (hi[a] - y[a]))
+            best = lb if best is None else torch.maximum(best, lb)
+            lam = q
+        return best
+
+    def _partial(self, c, xi, a):
+        """dq/dxi_a at ``xi`` (the coefficient of xi_a, a multilinear function of the others)."""
+        bit = self.bits[a]
+        out = None
+        for S in self.subsets:
+            if S & bit:
+                term = c[S]
+                for b, bb in enumerate(self.bits):
+                    if b != a and S & bb:
+                        term = term * xi[b]
+                out = term if out is None else out + term
+        return out
+
     def _open(self, pid, lo, h, c, lb, ub, mask=None):
         """Indices of boxes (among ``mask``) that may beat ``ub`` by more than the tolerance.
 
-        The centred bound ``lb`` is tested first; the slope bound only where it failed.
+        The centred bound ``lb`` is tested first; the slope bound only where it failed,
+        the convex bound only where both did.
         """
         thr = self._below(ub.index_select(0, pid))
         keep = torch.nonzero(lb < thr if mask is None else (lb < thr) & mask).squeeze(1)
         if len(keep) == 0 or not self.nonlinear:
             return keep
         pick = lambda x: x.index_select(0, keep)  # noqa: E731
-        lb2 = self._slope_bound([pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c])
-        return keep.masked_select(lb2 < pick(thr))
+        lo, h, c, thr = [pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c], pick(thr)
+        still = torch.nonzero(self._slope_bound(lo, h, c) < thr).squeeze(1)
+        if len(still) == 0:
+            return still
+        keep = keep.index_select(0, still)
+        pick = lambda x: x.index_select(0, still)  # noqa: E731
+        lb3 = self._convex_bound([pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c])
+        return keep.masked_select(lb3 < pick(thr))
 
 
 def _norm2(y):
