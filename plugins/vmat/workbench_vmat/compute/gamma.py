@@ -215,31 +215,51 @@ def gamma(
 
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gamma_map = np.full(ref.shape, np.nan, dtype=np.float32)
-    idx = np.nonzero(to_calc)
-    if idx[0].size:
-        pos = np.stack([ax_ref[a][idx[a]] for a in keep], axis=1)
-        dose = ref[idx]
+    flat = np.flatnonzero(to_calc)
+    if flat.size:
+        dose = ref.reshape(-1)[flat]
         dd_abs = dd / 100.0 * (dose if local else np.full_like(dose, norm))
-        previous = torch.get_num_threads()
-        if dev.type == "cpu" and threads is not None:
-            torch.set_num_threads(max(1, int(threads)))
-        try:
-            values = _gamma_points(
-                pos,
-                dose,
-                1.0 / dd_abs**2,
-                np.ascontiguousarray(ev.reshape([ev.shape[a] for a in keep])),
-                [ax_ev[a] for a in keep],
-                dta=dta,
-                max_gamma=max_gamma,
-                step=dta / interp_fraction,
-                device=dev,
-                nodes=_node_tables([ax_ref[a] for a in keep], [ax_ev[a] for a in keep], [idx[a] for a in keep]),
-            )
-        finally:
-            if torch.get_num_threads() != previous:
-                torch.set_num_threads(previous)
-        gamma_map[idx] = values
+        values = np.full(flat.size, np.nan, dtype=np.float32)
+        todo = None
+        step = dta / interp_fraction
+        if ev.shape == ref.shape and all(np.array_equal(ax_ref[a], ax_ev[a]) for a in keep):
+            # same grid: a point whose dose difference at its own node is within the
+            # tolerance of zero is settled without a search (nothing can beat it by more);
+            # done here on flat indices, before any per-axis bookkeeping (on smooth doses
+            # that is most points)
+            q2 = torch.as_tensor(((ev.reshape(-1)[flat] - dose) / dd_abs) ** 2, dtype=_Search.dtype)
+            q2 = q2.clamp_(max=float(max_gamma) ** 2)
+            settled = (_below(q2, _tol_max(step, dta)) <= 0).numpy()
+            values[settled] = torch.sqrt(q2).numpy()[settled]
+            todo = np.flatnonzero(~settled)
+        if todo is None or todo.size:
+            sub = flat if todo is None else flat[todo]
+            idx = np.unravel_index(sub, ref.shape)
+            pos = np.stack([ax_ref[a][idx[a]] for a in keep], axis=1)
+            previous = torch.get_num_threads()
+            if dev.type == "cpu" and threads is not None:
+                torch.set_num_threads(max(1, int(threads)))
+            try:
+                found = _gamma_points(
+                    pos,
+                    dose if todo is None else dose[todo],
+                    1.0 / (dd_abs if todo is None else dd_abs[todo]) ** 2,
+                    np.ascontiguousarray(ev.reshape([ev.shape[a] for a in keep])),
+                    [ax_ev[a] for a in keep],
+                    dta=dta,
+                    max_gamma=max_gamma,
+                    step=step,
+                    device=dev,
+                    nodes=_node_tables([ax_ref[a] for a in keep], [ax_ev[a] for a in keep], [idx[a] for a in keep]),
+                )
+            finally:
+                if torch.get_num_threads() != previous:
+                    torch.set_num_threads(previous)
+            if todo is None:
+                values = found
+            else:
+                values[todo] = found
+        gamma_map.reshape(-1)[flat] = values
         n_eval = int(np.count_nonzero(~np.isnan(values)))
         n_pass = int(np.count_nonzero(values <= 1.0))
     else:
@@ -417,7 +437,7 @@ class _Search:
         # flat offsets of the 2^N corners (corner bit set: upper node along that axis)
         self.corner_off = [sum(self.e_strides[a] for a in range(n) if c & self.bits[a]) for c in self.subsets]
         self.step = float(step) / self.dta  # boxes are not split below this size (y units)
-        self.tol_max = max(_TOL_MIN, self.step)  # see _TOL_MIN
+        self.tol_max = _tol_max(step, dta)  # see _TOL_MIN
         # nonlinear terms (subsets of two or more axes) and their signs at the 2^N corners
         self.nonlinear = [S for S in self.subsets if S & (S - 1)]
         self.corner_signs = [
@@ -1166,6 +1186,11 @@ def _lerp_cube(v, rho, hm, hp):
                 nxt[o] = v0 + (x - v0) * (fp if o[a] > 0 else fm)
         cur = nxt
     return cur
+
+
+def _tol_max(step: float, dta: float) -> float:
+    """Largest tolerance (gamma units): the search resolution ``step / dta``, see _TOL_MIN."""
+    return max(_TOL_MIN, float(step) / float(dta))
 
 
 def _below(ub: torch.Tensor, tol_max: float) -> torch.Tensor:
