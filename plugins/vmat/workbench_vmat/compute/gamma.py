@@ -620,26 +620,25 @@ class _Search:
         fits = ~settled
         for a in range(n):
             fits &= (rho < 0.999 * hm[a]) & (rho < 0.999 * hp[a])
+        # the dose over the cube [-reach, reach]^N left to search, at {-reach, 0, reach}^N:
+        # in each octant of the cube a box within one cell, so multilinear (exact)
+        w = _lerp_cube(v, reach, hm, hp)
         # cheapest certificate first. Take the dose's sign so that it is >= 0 at the node
-        # (fv); moving away from the node along an axis, fv never falls faster than the
-        # least slope K_a of the cell edges parallel to that axis (along an axis, the slope
-        # of a multilinear cell is a mean of its parallel edges' slopes). So over the cube
-        # gamma^2 >= |y|^2 + (|q0| + sum_a K_a |y_a|)_+^2: a convex problem on [0, rho]^N
+        # (fw); moving away from the node along an axis, fw never falls faster than the
+        # least slope K_a of the cube's edges parallel to that axis (in an octant the
+        # slope along an axis is a mean of its parallel edges' slopes). So over the cube
+        # gamma^2 >= |y|^2 + (|q0| + sum_a K_a |y_a|)_+^2: a convex problem on [0, reach]^N
         flip = torch.where(q0 >= 0, 1.0, -1.0)
-        fv = {o: x * flip for o, x in v.items()}
+        fw = {o: x * flip for o, x in w.items()}
         ks = []
         for a in range(n):
-            k = None
-            for side, ha in ((1, hp[a]), (-1, hm[a])):
-                m = None
+            m = None
+            for side in (1, -1):
                 for o in offs:
                     if o[a] == 0:
-                        u = o[:a] + (side,) + o[a + 1 :]
-                        x = fv[u] - fv[o]
+                        x = fw[o[:a] + (side,) + o[a + 1 :]] - fw[o]
                         m = x if m is None else torch.minimum(m, x)
-                m = m / ha
-                k = m if k is None else torch.minimum(k, m)
-            ks.append(k)
+            ks.append(m / reach)
         zero_lo = [torch.zeros_like(rho)] * n
         hi_c = [reach] * n
         alpha = q0.abs()
@@ -651,14 +650,12 @@ class _Search:
         sel = torch.nonzero(fits).squeeze(1)
         if len(sel) == 0:
             return ub, cert
-        # octant by octant: first the same certificate with the slopes of that octant's
-        # cell only; the octants it leaves open are searched by branch and bound
+        # octant by octant: first the same certificate with the slopes of that octant only;
+        # the octants it leaves open are searched by branch and bound
         pick = lambda x: x.index_select(0, sel)  # noqa: E731
-        k = len(sel)
         rho_s = pick(reach)
         ub_s = pick(ub)
-        fv_s = {o: pick(x) for o, x in fv.items()}
-        hm_s, hp_s = [pick(x) for x in hm], [pick(x) for x in hp]
+        fw_s = {o: pick(x) for o, x in fw.items()}
         zero_lo = [torch.zeros_like(rho_s)] * n
         hi_c = [rho_s] * n
         alpha = pick(alpha)
@@ -670,15 +667,13 @@ class _Search:
             for a in range(n):
                 m = None
                 for o in itertools.product(*[(0,) if b == a else (0, sgn[b]) for b in range(n)]):
-                    u = o[:a] + (sgn[a],) + o[a + 1 :]
-                    x = fv_s[u] - fv_s[o]
+                    x = fw_s[o[:a] + (sgn[a],) + o[a + 1 :]] - fw_s[o]
                     m = x if m is None else torch.minimum(m, x)
-                ks.append(m / (hp_s[a] if sgn[a] > 0 else hm_s[a]))
+                ks.append(m / rho_s)
             t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
             still.append(torch.nonzero(_dual_bound(alpha, ks, None, zero_lo, hi_c, t) < thr).squeeze(1))
         if sum(len(x) for x in still):
-            # values at the 3^N points {-rho, 0, rho}^N (corners and kinks of the pieces)
-            w = _lerp_cube({o: pick(x) for o, x in v.items()}, rho_s, hm_s, hp_s)
+            w = {o: pick(x) for o, x in w.items()}
             pids, los, hs, cs = [], [[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in self.subsets]
             for sgn, idx in zip(octants, still):
                 if len(idx) == 0:
