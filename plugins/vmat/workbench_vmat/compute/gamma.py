@@ -1153,33 +1153,18 @@ def _separable(v, y, hm, hp):
     """Dose at offsets ``y`` from 3^N values ``v`` at {-hm, 0, hp}^N (multilinear per piece)."""
     cur = v
     for a in range(len(y)):
-        ya = y[a]
-        up = ya >= 0
-        fu = ya / hp[a]
-        fd = -ya / hm[a]
-        nxt = {}
-        for o in {k[1:] for k in cur}:
-            v0 = cur[(0,) + o]
-            nxt[o] = torch.where(up, v0 + (cur[(1,) + o] - v0) * fu, v0 + (cur[(-1,) + o] - v0) * fd)
-        cur = nxt
+        up = y[a] >= 0
+        f = y[a].abs() / torch.where(up, hp[a], hm[a])
+        cur = {o: torch.lerp(cur[(0,) + o], torch.where(up, cur[(1,) + o], cur[(-1,) + o]), f) for o in {k[1:] for k in cur}}
     return cur[()]
 
 
 def _lerp_cube(v, rho, hm, hp):
     """Values at {-rho, 0, rho}^N from values at {-hm, 0, hp}^N (piecewise multilinear)."""
-    n = len(hm)
     cur = dict(v)
-    for a in range(n):
-        fm = rho / hm[a]
-        fp = rho / hp[a]
-        nxt = {}
-        for o, x in cur.items():
-            if o[a] == 0:
-                nxt[o] = x
-            else:
-                v0 = cur[o[:a] + (0,) + o[a + 1 :]]
-                nxt[o] = v0 + (x - v0) * (fp if o[a] > 0 else fm)
-        cur = nxt
+    for a in range(len(hm)):
+        f = {-1: rho / hm[a], 1: rho / hp[a]}
+        cur = {o: x if o[a] == 0 else torch.lerp(cur[o[:a] + (0,) + o[a + 1 :]], x, f[o[a]]) for o, x in cur.items()}
     return cur
 
 
