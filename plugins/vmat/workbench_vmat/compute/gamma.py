@@ -778,10 +778,13 @@ class _Search:
             gap = (self.ax[a].index_select(0, ia) - ra).clamp(min=0) + (ra - self.ax_next[a].index_select(0, ia)).clamp(min=0)
             lb += gap * gap
         lb *= 1.0 / dta**2
-        dp = d.index_select(0, pid)
-        cmin, cmax = self._cell_range()
-        dgap = ((cmin.index_select(0, cell) - dp).clamp(min=0) + (dp - cmax.index_select(0, cell)).clamp(min=0)) * sw.index_select(0, pid)
-        lb += dgap * dgap
+        if total * 8 > len(self.E):
+            # many candidates: screen them by each cell's dose range (built once per call;
+            # for a few, the corner test in _refine screens the same boxes more cheaply)
+            dp = d.index_select(0, pid)
+            cmin, cmax = self._cell_range()
+            dgap = ((cmin.index_select(0, cell) - dp).clamp(min=0) + (dp - cmax.index_select(0, cell)).clamp(min=0)) * sw.index_select(0, pid)
+            lb += dgap * dgap
         keep = torch.nonzero(lb < self._below(ub.index_select(0, pid))).squeeze(1)
         if len(keep) == 0:
             return
