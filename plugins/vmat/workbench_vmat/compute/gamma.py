@@ -628,7 +628,7 @@ class _Search:
         # least slope K_a of the cube's edges parallel to that axis (in an octant the
         # slope along an axis is a mean of its parallel edges' slopes). So over the cube
         # gamma^2 >= |y|^2 + (|q0| + sum_a K_a |y_a|)_+^2: a convex problem on [0, reach]^N
-        flip = torch.where(q0 >= 0, 1.0, -1.0)
+        flip = _sign(q0)
         fw = {o: x * flip for o, x in w.items()}
         ks = []
         for a in range(n):
@@ -974,9 +974,10 @@ class _Search:
         hi = [lo[a] + h[a] for a in range(n)]
         # anchor corner: per axis the end nearer to 0 (sign +1: upper end)
         up = [hi[a] < -lo[a] for a in range(n)]
-        sg = [up[a].to(self.dtype) * 2.0 - 1.0 for a in range(n)]
+        up_f = [x.to(self.dtype) for x in up]
+        sg = [x * 2.0 - 1.0 for x in up_f]
         q0 = self._multilinear(c, sg)
-        flip = torch.where(q0 >= 0, 1.0, -1.0)
+        flip = _sign(q0)
         alpha = q0 * flip
         ks = []
         for a, bit in enumerate(self.bits):
@@ -998,11 +999,11 @@ class _Search:
                     emax = e if emax is None else torch.maximum(emax, e)
                 # moving away from the anchor: towards +y the least slope counts, towards
                 # -y (upper anchor) the greatest
-                k = torch.where(up[a], slope + emax, slope + emin)
+                k = slope + emin + up_f[a] * (emax - emin)
             else:
                 k = slope
             k = k * (2.0 / h[a])
-            y0 = torch.where(up[a], hi[a], lo[a])
+            y0 = lo[a] + up_f[a] * h[a]
             alpha = alpha - k * y0
             ks.append(k)
         t = _newton(alpha, ks, lo, hi).clamp(min=0)
@@ -1098,6 +1099,11 @@ class _Search:
         return keep.masked_select(lb3 < pick(thr))
 
 
+def _sign(x):
+    """+1 where x >= 0 (or +0.0), else -1 (torch.where is ~25x slower than arithmetic on CPU)."""
+    return torch.ones_like(x).copysign_(x)
+
+
 def _norm2(y):
     out = y[0] * y[0]
     for x in y[1:]:
@@ -1123,7 +1129,7 @@ def _newton(alpha, g, lo, hi):
             z = -t * ga
             y = torch.minimum(torch.maximum(z, la), ha)
             s = s + ga * y
-            free = torch.where(y == z, g2a, 0.0)
+            free = g2a * (y == z)
             slope = free if slope is None else slope + free
         t = t - (t - s) / (slope + 1.0)
     return t
@@ -1156,9 +1162,9 @@ def _separable(v, y, hm, hp):
     """Dose at offsets ``y`` from 3^N values ``v`` at {-hm, 0, hp}^N (multilinear per piece)."""
     cur = v
     for a in range(len(y)):
-        up = y[a] >= 0
-        f = y[a].abs() / torch.where(up, hp[a], hm[a])
-        cur = {o: torch.lerp(cur[(0,) + o], torch.where(up, cur[(1,) + o], cur[(-1,) + o]), f) for o in {k[1:] for k in cur}}
+        up = (y[a] >= 0).to(y[a].dtype)
+        f = y[a].abs() / (hm[a] + up * (hp[a] - hm[a]))
+        cur = {o: torch.lerp(cur[(0,) + o], torch.lerp(cur[(-1,) + o], cur[(1,) + o], up), f) for o in {k[1:] for k in cur}}
     return cur[()]
 
 
