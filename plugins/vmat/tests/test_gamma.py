@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.interpolate import RegularGridInterpolator
+from scipy.optimize import minimize
 
 import vmat_testdata as T
 from workbench_vmat.compute.gamma import GammaResult, gamma, pass_rate
@@ -204,6 +205,71 @@ def test_values_match_a_fine_brute_force_search(kind):
         # never worse than the fine lattice (beyond the tolerance), never implausibly lower
         assert ours <= brute + 0.101, (i, ours, brute)  # tolerance: 1 / interp_fraction
         assert ours >= brute - 0.03, (i, ours, brute)
+
+
+@pytest.mark.parametrize("kind", ["noise", "mixed"])
+def test_3d_values_match_a_fine_brute_force_search(kind):
+    # 3-D noisy doses take every stage of the node search (certificates from the cube's
+    # slopes, octant boxes, the three box bounds, splitting); a bound that is too high
+    # would prune the true minimum and show here as a value above the fine lattice's
+    ax, ref, _, ev = T.pair((14, 16, 18), (2.5, 2.5, 2.5), kind, seed=5)
+    r = gamma(ref, ev, axes_reference=ax, device="cpu")
+    interp = RegularGridInterpolator(ax, ev, bounds_error=False, fill_value=np.inf)
+    dd_abs = 0.02 * ref.max()
+    s = np.arange(-4.0, 4.0 + 1e-9, 0.125)
+    grid = np.stack(np.meshgrid(s, s, s, indexing="ij"), -1).reshape(-1, 3)
+    offsets = grid[(grid**2).sum(1) <= 16.0]
+    idx = np.argwhere(~np.isnan(r.gamma_map))
+    for i in idx[np.random.default_rng(1).choice(len(idx), 20, replace=False)]:
+        i = tuple(i)
+        p = np.array([a[k] for a, k in zip(ax, i)])
+
+        def g2(off):
+            off = np.atleast_2d(off)
+            return (off**2).sum(1) / 4.0 + (interp(p + off) - ref[i]) ** 2 / dd_abs**2
+
+        coarse = g2(offsets)
+        # then a local search from the 5 best lattice points (noisy gradients are steep:
+        # a lattice alone overshoots the minimum by more than the tolerance there)
+        best = coarse.min()
+        for start in offsets[np.argsort(coarse)[:5]]:
+            res = minimize(lambda x: float(g2(x)[0]) if (x**2).sum() <= 16.0 else np.inf, start, method="Nelder-Mead",
+                           options={"xatol": 1e-4, "fatol": 1e-7})
+            best = min(best, float(res.fun))
+        brute = min(float(np.sqrt(best)), 2.0)
+        ours = float(r.gamma_map[i])
+        assert ours <= brute + 0.101, (i, ours, brute)  # tolerance: 1 / interp_fraction
+        assert ours >= brute - 0.01, (i, ours, brute)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_box_lower_bounds_never_exceed_the_minimum(ndim):
+    # the three lower bounds that prune boxes (centred, slope, convex) must stay at or below
+    # the least gamma^2 over the box, here sampled finely on random multilinear boxes
+    from workbench_vmat.compute import gamma as G
+
+    search = G._Search(np.zeros((3,) * ndim, np.float32), [np.arange(3.0)] * ndim, dta=2.0, max_gamma=2.0,
+                       step=0.2, device=torch.device("cpu"))
+    gen = torch.Generator().manual_seed(7)
+    m = 400
+    lo = [torch.rand(m, generator=gen) * 2.4 - 1.6 for _ in range(ndim)]
+    h = [torch.rand(m, generator=gen) * 1.2 + 0.05 for _ in range(ndim)]
+    c = [torch.randn(m, generator=gen) * (1.5 if S == 0 else 0.8) for S in range(1 << ndim)]
+    centred, _ = search._evaluate(lo, h, c)
+    slope = search._slope_bound(lo, h, c)
+    convex = search._convex_bound(lo, h, c)
+    t = torch.linspace(-1, 1, 41 if ndim == 2 else 17)
+    xi = torch.stack(torch.meshgrid(*[t] * ndim, indexing="ij")).reshape(ndim, -1)
+    best = torch.full((m,), float("inf"))
+    for j in range(xi.shape[1]):
+        x = [xi[a, j].expand(m) for a in range(ndim)]
+        y = [lo[a] + (x[a] + 1) * 0.5 * h[a] for a in range(ndim)]
+        q = search._multilinear(c, x)
+        best = torch.minimum(best, sum(ya * ya for ya in y) + q * q)
+    for name, lb in (("centred", centred), ("slope", slope), ("convex", convex)):
+        assert bool(torch.all(lb <= best + 1e-4)), (name, float((lb - best).max()))
+    # and the convex bound is the tightest of the three on some boxes (it is not vacuous)
+    assert bool(torch.any(convex > torch.maximum(centred, slope) + 1e-3))
 
 
 # -- agreement with pymedphys ------------------------------------------------------------------
