@@ -24,7 +24,12 @@ over boxes of the evaluation grid, which is both faster and closer to the exact 
   box. Where that "centred" bound fails, a second one is tried: from the box corner
   nearest the point, the dose cannot fall faster than its least slope over the box along
   each axis (a linear lower envelope, exact at that corner, which is where minima often
-  sit: the reference point, a face of the search cube). A still cheaper test (distance
+  sit: the reference point, a face of the search cube). Where both fail, a third: the
+  Lagrangian dual |y|^2 + 2 lam q(y) - lam^2, made convex over the box by an alpha-BB
+  term (Gershgorin bound on q's mixed derivatives) and bounded by its first-order
+  expansion at a point found by exact coordinate minimisation; its gap vanishes where
+  the dual is convex and on the box faces, and it closes most boxes the other two leave
+  open on noisy doses. A still cheaper test (distance
   plus the dose range at the corners) screens boxes first. The minimiser of the linear
   model is a good point: E is evaluated there exactly, which gives an attained value
   (an upper bound).
@@ -42,10 +47,12 @@ over boxes of the evaluation grid, which is both faster and closer to the exact 
   Otherwise the dose around the node is known from its 3^N neighbours: attained values
   come from the node, the best point on each edge from it, the other neighbours and the
   linear model's minimiser; if the search cube fits in the 2^N cells around the node,
-  one convex certificate from the least edge slopes away from the node settles most
-  points of smooth doses, the same certificate per octant closes most octants, and the
-  octants left are searched by branch and bound. Other points start from the cells
-  within reach of their first estimate.
+  one convex certificate from the least slopes of the cube's edges away from the node
+  (values interpolated to the cube's faces: tighter than the whole cells' edges) settles
+  most points, the same certificate per octant closes most octants, and the octants left
+  are searched by branch and bound. On a shared grid, points whose dose difference at
+  their own node is within the tolerance of zero are settled before any of this. Other
+  points start from the cells within reach of their first estimate.
 
 Everything is batched: points in chunks, boxes as lists of 1-D tensors (one entry per
 box), ragged candidate lists, ``scatter_reduce(amin)`` for the running minimum.
