@@ -365,7 +365,7 @@ _TOL_SLOPE = 0.5
 #: Newton steps of the box subproblem (more: tighter bounds, slower steps)
 _NEWTON = 1
 #: multiplier rounds of the convex bound (the second takes lam = q at the first's point)
-_CONVEX_ROUNDS = 2
+_CONVEX_ROUNDS = 1
 #: coordinate-minimisation sweeps per round of the convex bound
 _CONVEX_SWEEPS = 1
 
