@@ -1088,8 +1088,9 @@ class _Search:
     def _open(self, pid, lo, h, c, lb, ub, mask=None):
         """Indices of boxes (among ``mask``) that may beat ``ub`` by more than the tolerance.
 
-        The centred bound ``lb`` is tested first; the slope bound only where it failed,
-        the convex bound only where both did.
+        The centred bound ``lb`` is tested first, then the convex bound where it failed
+        (on noisy doses it closes ~80 % of those boxes, the slope bound ~40 %), then the
+        slope bound on the few left (it closes some the convex one cannot).
         """
         thr = self._below(ub.index_select(0, pid))
         keep = torch.nonzero(lb < thr if mask is None else (lb < thr) & mask).squeeze(1)
@@ -1097,12 +1098,12 @@ class _Search:
             return keep
         pick = lambda x: x.index_select(0, keep)  # noqa: E731
         lo, h, c, thr = [pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c], pick(thr)
-        still = torch.nonzero(self._slope_bound(lo, h, c) < thr).squeeze(1)
+        still = torch.nonzero(self._convex_bound(lo, h, c) < thr).squeeze(1)
         if len(still) == 0:
             return still
         keep = keep.index_select(0, still)
         pick = lambda x: x.index_select(0, still)  # noqa: E731
-        lb3 = self._convex_bound([pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c])
+        lb3 = self._slope_bound([pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c])
         return keep.masked_select(lb3 < pick(thr))
 
 
