@@ -668,17 +668,19 @@ class _Search:
         alpha = pick(alpha)
         thr = self._below(ub_s)
         octants = list(itertools.product((-1, 1), repeat=n))
-        still = []
-        for sgn in octants:
-            ks = []
-            for a in range(n):
+        ks = []  # per axis: the least slope in each octant, stacked (octant, point)
+        for a in range(n):
+            per_octant = []
+            for sgn in octants:
                 m = None
                 for o in itertools.product(*[(0,) if b == a else (0, sgn[b]) for b in range(n)]):
                     x = fw_s[o[:a] + (sgn[a],) + o[a + 1 :]] - fw_s[o]
                     m = x if m is None else torch.minimum(m, x)
-                ks.append(m / rho_s)
-            t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
-            still.append(torch.nonzero(_dual_bound(alpha, ks, None, zero_lo, hi_c, t) < thr).squeeze(1))
+                per_octant.append(m)
+            ks.append(torch.stack(per_octant) / rho_s)
+        t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
+        still = list((_dual_bound(alpha, ks, None, zero_lo, hi_c, t) < thr).unbind(0))
+        still = [torch.nonzero(x).squeeze(1) for x in still]
         if sum(len(x) for x in still):
             w = {o: pick(x) for o, x in w.items()}
             pids, los, hs, cs = [], [[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in self.subsets]
