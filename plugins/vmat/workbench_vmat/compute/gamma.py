@@ -451,6 +451,11 @@ class _Search:
             [(-1) ** sum(1 for b in self.bits if S & b and not corner & b) for S in self.nonlinear]
             for corner in self.subsets
         ]
+        # corner values (bit order) <-> centred coefficients: q(corner) = sum_S c_S prod sign
+        signs = np.array([[np.prod([1.0 if corner & b else -1.0 for b in self.bits if S & b]) for S in self.subsets]
+                          for corner in self.subsets])
+        self.to_corners = torch.as_tensor(signs, dtype=self.dtype, device=device)
+        self.to_coef = torch.as_tensor(signs.T / len(self.subsets), dtype=self.dtype, device=device)
 
     def _below(self, ub):
         return _below(ub, self.tol_max)
@@ -739,16 +744,8 @@ class _Search:
 
     def _corner_bound(self, lo, h, c):
         """Lower bound of gamma^2 over each box: squared distance plus the least |q| at its corners."""
-        v = list(c)
-        for bit in self.bits:  # centred coefficients -> corner values (inverse transform)
-            for S in self.subsets:
-                if not S & bit:
-                    a, b = v[S], v[S | bit]
-                    v[S], v[S | bit] = a - b, a + b
-        qmin = qmax = v[0]
-        for x in v[1:]:
-            qmin, qmax = torch.minimum(qmin, x), torch.maximum(qmax, x)
-        gap = qmin.clamp(min=0) - qmax.clamp(max=0)
+        v = self.to_corners @ torch.stack(c)  # (2^N, boxes): q at the corners
+        gap = v.amin(0).clamp(min=0) - v.amax(0).clamp(max=0)
         out = gap * gap
         for a in range(self.n):
             da = lo[a].clamp(min=0) + (-(lo[a] + h[a])).clamp(min=0)
@@ -756,14 +753,8 @@ class _Search:
         return out
 
     def _hadamard(self, v):
-        """Corner values -> centred multilinear coefficients (fast Walsh-Hadamard)."""
-        v = list(v)
-        for bit in self.bits:
-            for S in self.subsets:
-                if not S & bit:
-                    a, b = v[S], v[S | bit]
-                    v[S], v[S | bit] = (a + b) * 0.5, (b - a) * 0.5
-        return v
+        """Corner values -> centred multilinear coefficients (Walsh-Hadamard, one matmul)."""
+        return list((self.to_coef @ torch.stack(v)).unbind(0))
 
     def _level0(self, r, d, sw, ub, b0, b1, lo_idx, cnt, counts):
         n, dta, dev = self.n, self.dta, self.device
