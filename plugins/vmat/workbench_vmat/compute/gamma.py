@@ -223,54 +223,18 @@ def gamma(
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     gamma_map = np.full(ref.shape, np.nan, dtype=np.float32)
     flat = np.flatnonzero(to_calc)
-    if flat.size:
-        dose = ref.reshape(-1)[flat]
-        dd_abs = dd / 100.0 * (dose if local else np.full_like(dose, norm))
-        values = np.full(flat.size, np.nan, dtype=np.float32)
-        todo = None
-        step = dta / interp_fraction
-        if ev.shape == ref.shape and all(np.array_equal(ax_ref[a], ax_ev[a]) for a in keep):
-            # same grid: a point whose dose difference at its own node is within the
-            # tolerance of zero is settled without a search (nothing can beat it by more);
-            # done here on flat indices, before any per-axis bookkeeping (on smooth doses
-            # that is most points)
-            q2 = torch.as_tensor(((ev.reshape(-1)[flat] - dose) / dd_abs) ** 2, dtype=_Search.dtype)
-            q2 = q2.clamp_(max=float(max_gamma) ** 2)
-            settled = (_below(q2, _tol_max(step, dta)) <= 0).numpy()
-            values[settled] = torch.sqrt(q2).numpy()[settled]
-            todo = np.flatnonzero(~settled)
-        if todo is None or todo.size:
-            sub = flat if todo is None else flat[todo]
-            idx = np.unravel_index(sub, ref.shape)
-            pos = np.stack([ax_ref[a][idx[a]] for a in keep], axis=1)
-            previous = torch.get_num_threads()
-            if dev.type == "cpu" and threads is not None:
-                torch.set_num_threads(max(1, int(threads)))
-            try:
-                found = _gamma_points(
-                    pos,
-                    dose if todo is None else dose[todo],
-                    1.0 / (dd_abs if todo is None else dd_abs[todo]) ** 2,
-                    np.ascontiguousarray(ev.reshape([ev.shape[a] for a in keep])),
-                    [ax_ev[a] for a in keep],
-                    dta=dta,
-                    max_gamma=max_gamma,
-                    step=step,
-                    device=dev,
-                    nodes=_node_tables([ax_ref[a] for a in keep], [ax_ev[a] for a in keep], [idx[a] for a in keep]),
-                )
-            finally:
-                if torch.get_num_threads() != previous:
-                    torch.set_num_threads(previous)
-            if todo is None:
-                values = found
-            else:
-                values[todo] = found
-        gamma_map.reshape(-1)[flat] = values
-        n_eval = int(np.count_nonzero(~np.isnan(values)))
-        n_pass = int(np.count_nonzero(values <= 1.0))
-    else:
-        n_eval = n_pass = 0
+    previous = torch.get_num_threads()
+    if dev.type == "cpu" and threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    try:
+        values = _values_at(flat, ref, ev, ax_ref, ax_ev, keep, dd_percent=dd, norm=None if local else norm,
+                            dta=dta, step=dta / interp_fraction, max_gamma=max_gamma, device=dev)
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+    gamma_map.reshape(-1)[flat] = values
+    n_eval = int(np.count_nonzero(~np.isnan(values)))
+    n_pass = int(np.count_nonzero(values <= 1.0))
     return GammaResult(
         gamma_map=gamma_map,
         pass_rate=100.0 * n_pass / n_eval if n_eval else float("nan"),
@@ -368,6 +332,44 @@ _NEWTON = 1
 _CONVEX_ROUNDS = 1
 #: coordinate-minimisation sweeps per round of the convex bound
 _CONVEX_SWEEPS = 1
+
+
+def _values_at(flat, ref, ev, ax_ref, ax_ev, keep, *, dd_percent, norm, dta, step, max_gamma, device) -> np.ndarray:
+    """gamma (float32, NaN out of reach) at the reference points with flat indices ``flat``.
+
+    ``norm``: the dose that ``dd_percent`` is a percentage of, or None for local gamma.
+    """
+    values = np.full(flat.size, np.nan, dtype=np.float32)
+    if not flat.size:
+        return values
+    dose = ref.reshape(-1)[flat]
+    dd_abs = dd_percent / 100.0 * (dose if norm is None else np.full_like(dose, norm))
+    todo = np.arange(flat.size)
+    if ev.shape == ref.shape and all(np.array_equal(ax_ref[a], ax_ev[a]) for a in keep):
+        # same grid: a point whose dose difference at its own node is within the tolerance
+        # of zero is settled without a search (nothing can beat it by more); done here on
+        # flat indices, before any per-axis bookkeeping (on smooth doses, most points)
+        q2 = torch.as_tensor(((ev.reshape(-1)[flat] - dose) / dd_abs) ** 2, dtype=_Search.dtype)
+        q2 = q2.clamp_(max=float(max_gamma) ** 2)
+        settled = (_below(q2, _tol_max(step, dta)) <= 0).numpy()
+        values[settled] = torch.sqrt(q2).numpy()[settled]
+        todo = np.flatnonzero(~settled)
+        if not todo.size:
+            return values
+    idx = np.unravel_index(flat[todo], ref.shape)
+    values[todo] = _gamma_points(
+        np.stack([ax_ref[a][idx[a]] for a in keep], axis=1),
+        dose[todo],
+        1.0 / dd_abs[todo] ** 2,
+        np.ascontiguousarray(ev.reshape([ev.shape[a] for a in keep])),
+        [ax_ev[a] for a in keep],
+        dta=dta,
+        max_gamma=max_gamma,
+        step=step,
+        device=device,
+        nodes=_node_tables([ax_ref[a] for a in keep], [ax_ev[a] for a in keep], [idx[a] for a in keep]),
+    )
+    return values
 
 
 def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device, nodes=None) -> np.ndarray:
