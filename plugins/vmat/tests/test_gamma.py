@@ -369,3 +369,15 @@ def test_agrees_with_pymedphys_sweep_2d_anisotropic(kind):
     ax, ref, ax_e, ev = T.pair((80, 70), (1.5, 2.5), kind)
     for dd, dta in ((2, 2), (3, 2), (2, 3)):
         _compare(ax, ref, ax_e, ev, dd=dd, dta=dta, tolerance_pp=0.5)
+
+
+def test_points_settled_at_their_node_are_those_the_tolerance_allows():
+    # the shared-grid pre-pass settles gamma <= g* without a search; g* must be exactly where
+    # the search's own pruning threshold reaches zero (nothing can beat the value by more)
+    from workbench_vmat.compute import gamma as G
+
+    g = torch.linspace(0, 1.2, 240001, dtype=torch.float64)
+    for tol_max in (0.002, 0.02, 0.1, 0.25, 0.5, 1.0):
+        reaches_zero = G._below(g * g, tol_max) <= 0
+        assert float(g[reaches_zero].max()) == pytest.approx(G._settled_below(tol_max), abs=1e-5)
+        assert bool(reaches_zero[: int(reaches_zero.sum())].all())  # an interval from 0

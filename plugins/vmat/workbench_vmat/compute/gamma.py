@@ -349,10 +349,9 @@ def _values_at(flat, ref, ev, ax_ref, ax_ev, keep, *, dd_percent, norm, dta, ste
         # same grid: a point whose dose difference at its own node is within the tolerance
         # of zero is settled without a search (nothing can beat it by more); done here on
         # flat indices, before any per-axis bookkeeping (on smooth doses, most points)
-        q2 = torch.as_tensor(((ev.reshape(-1)[flat] - dose) / dd_abs) ** 2, dtype=_Search.dtype)
-        q2 = q2.clamp_(max=float(max_gamma) ** 2)
-        settled = (_below(q2, _tol_max(step, dta)) <= 0).numpy()
-        values[settled] = torch.sqrt(q2).numpy()[settled]
+        g0 = np.abs(ev.reshape(-1)[flat] - dose) / dd_abs
+        settled = g0 <= _settled_below(_tol_max(step, dta))
+        values[settled] = np.minimum(g0[settled], max_gamma)
         todo = np.flatnonzero(~settled)
         if not todo.size:
             return values
@@ -1183,6 +1182,12 @@ def _lerp_cube(v, rho, hm, hp):
 def _tol_max(step: float, dta: float) -> float:
     """Largest tolerance (gamma units): the search resolution ``step / dta``, see _TOL_MIN."""
     return max(_TOL_MIN, float(step) / float(dta))
+
+
+def _settled_below(tol_max: float) -> float:
+    """Largest gamma g whose own tolerance reaches zero (g <= tol(g), see _below): the
+    fixed point of tol, so no value anywhere can beat it by more than the tolerance."""
+    return max(_TOL_MIN, min(tol_max, _TOL_SLOPE / (1.0 + _TOL_SLOPE)))
 
 
 def _below(ub: torch.Tensor, tol_max: float) -> torch.Tensor:
