@@ -1019,7 +1019,8 @@ class _Search:
         alpha_a (y_a - lo_a)(y_a - hi_a) (<= 0 on the box, zero on its faces) with alpha_a
         from Gershgorin's rule makes it convex, so its first-order expansion at any point
         ŷ bounds it below over the box. ŷ comes from exact coordinate-wise minimisation
-        (phi is quadratic along each axis), lam from the linear model, then from q(ŷ).
+        (phi is quadratic along each axis) from the linear model's minimiser, lam is q
+        there (each further round, lam = q(ŷ), closed a few % more boxes and cost more).
         The centred bound replaces the nonlinear terms by their range (a gap of ~ sum |c_S|
         everywhere); this one's gap vanishes where phi is convex and at the box faces,
         where minima often lie. On noisy doses it closes most of the boxes the other two
@@ -1092,7 +1093,7 @@ class _Search:
             return keep
         pick = lambda x: x.index_select(0, keep)  # noqa: E731
         lo, h, c, thr = [pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c], pick(thr)
-        still = torch.nonzero(self._convex_bound(lo, h, c) < thr).squeeze(1)
+        still = torch.nonzero(~(self._convex_bound(lo, h, c) >= thr)).squeeze(1)  # NaN: open
         if len(still) == 0:
             return still
         keep = keep.index_select(0, still)
