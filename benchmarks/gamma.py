@@ -197,10 +197,10 @@ def main() -> int:
         if (shape, kind) in theirs:
             pmp_rate, pmp_n, pmp_s, pmp_c = theirs[shape, kind]
             assert pmp_n == n, (pmp_n, n)
-            row += (f"{pmp_rate:>7.2f} {ours_rate:>7.2f} {ours_rate - pmp_rate:>+7.2f} | {pmp_s:>7.2f} {ours_s:>7.2f} "
-                    f"{pmp_s / ours_s:>7.0f}x | {pmp_c:>7.2f} {ours_c:>8.2f} {pmp_c / max(ours_c, 1e-9):>5.0f}x")
+            row += (f"{pmp_rate:>7.2f} {ours_rate:>7.2f} {ours_rate - pmp_rate:>+7.2f} | {pmp_s:>7.2f} {ours_s:>7.3f} "
+                    f"{pmp_s / ours_s:>7.0f}x | {pmp_c:>7.2f} {ours_c:>8.3f} {pmp_c / max(ours_c, 1e-9):>5.0f}x")
         else:
-            row += f"{'-':>7} {ours_rate:>7.2f} {'-':>7} | {'-':>7} {ours_s:>7.2f} {'-':>8} | {'-':>7} {ours_c:>8.2f} {'-':>6}"
+            row += f"{'-':>7} {ours_rate:>7.2f} {'-':>7} | {'-':>7} {ours_s:>7.3f} {'-':>8} | {'-':>7} {ours_c:>8.3f} {'-':>6}"
         if cuda:
             cuda_s = on_cuda[shape, kind][2]
             row += f" | {cuda_s:>7.3f} " + (f"{pmp_s / cuda_s:>6.0f}x" if pmp_s else f"{'-':>7}")
