@@ -493,17 +493,28 @@ class _Search:
             q2 = torch.clamp(q0 * q0, max=self.g2_cap)
             ub.index_copy_(0, sel, q2)
             done.index_fill_(0, sel.masked_select(self._below(q2) <= 0), True)
+        # boxes both searches leave (clipped, not yet evaluated) are refined together at the
+        # end: one branch and bound instead of two, each of whose levels costs a few hundred
+        # tensor operations however few boxes it holds
+        deferred = []
         sel = torch.nonzero(interior & ~done).squeeze(1)
         if len(sel):
-            ub_a, cert = self._on_node([x.index_select(0, sel) for x in node], d.index_select(0, sel), sw.index_select(0, sel))
+            later = []
+            ub_a, cert = self._on_node([x.index_select(0, sel) for x in node], d.index_select(0, sel), sw.index_select(0, sel), later)
             ub.index_copy_(0, sel, ub_a)
             done.index_fill_(0, sel.masked_select(cert), True)
+            deferred += [(sel.index_select(0, b[0]), *b[1:]) for b in later]
         rest = torch.nonzero(~done).squeeze(1)
         if len(rest):
+            later = []
             ub_r = self._general(
-                [x.index_select(0, rest) for x in r], d.index_select(0, rest), sw.index_select(0, rest), ub.index_select(0, rest)
+                [x.index_select(0, rest) for x in r], d.index_select(0, rest), sw.index_select(0, rest), ub.index_select(0, rest), later
             )
             ub.index_copy_(0, rest, ub_r)
+            deferred += [(rest.index_select(0, b[0]), *b[1:]) for b in later]
+        if deferred:
+            cat = lambda k: [torch.cat([b[k][j] for b in deferred]) for j in range(len(deferred[0][k]))]  # noqa: E731
+            self._refine(torch.cat([b[0] for b in deferred]), cat(1), cat(2), cat(3), ub, clipped=True)
         # NaN where the evaluation grid is out of reach
         reach = torch.zeros_like(d)
         for a in range(n):
@@ -528,8 +539,12 @@ class _Search:
             inside = inner if inside is None else inside & inner
         return node, ok, inside
 
-    def _general(self, r, d, sw, ub):
-        """Branch and bound from the cells around each point; returns the lowered ``ub``."""
+    def _general(self, r, d, sw, ub, later=None):
+        """Branch and bound from the cells around each point; returns the lowered ``ub``.
+
+        ``later``: a list to leave small sets of boxes on (pid, lo, h, c: clipped, not yet
+        evaluated) for the caller to refine, instead of refining them here.
+        """
         n, dta = self.n, self.dta
         P = len(d)
         # the cell holding (or nearest to) each point
@@ -568,11 +583,11 @@ class _Search:
         bounds.append(P)
         for b0, b1 in zip(bounds[:-1], bounds[1:]):
             if b1 > b0:
-                self._level0(r, d, sw, ub, b0, b1, lo_idx, cnt, counts)
+                self._level0(r, d, sw, ub, b0, b1, lo_idx, cnt, counts, later)
         return ub
 
     # -- points on evaluation nodes ------------------------------------------------------
-    def _on_node(self, node, d, sw):
+    def _on_node(self, node, d, sw, later=None):
         """Fast path for points on interior evaluation nodes (identical or nested grids).
 
         The dose on the 2^N cells around the node is known from the 3^N neighbour nodes.
@@ -721,7 +736,11 @@ class _Search:
                 open_ = self._open(p_b, lo_b, h_b, c_b, lb_o[sl], ub_s)
                 if len(open_):
                     pick = lambda x: x.index_select(0, open_)  # noqa: E731
-                    self._split_and_refine(pick(p_b), [pick(x) for x in lo_b], [pick(x) for x in h_b], [pick(x) for x in c_b], ub_s)
+                    boxes = (pick(p_b), [pick(x) for x in lo_b], [pick(x) for x in h_b], [pick(x) for x in c_b])
+                    if later is None:
+                        self._split_and_refine(*boxes, ub_s)
+                    else:  # their children, for the caller to refine (pid: index into d)
+                        later += [(sel.index_select(0, k[0]), *k[1:]) for k in self._split(*boxes, ub_s)]
         ub.index_copy_(0, sel, ub_s)
         cert.index_fill_(0, sel, True)
         return ub, cert
@@ -757,7 +776,7 @@ class _Search:
         """Corner values -> centred multilinear coefficients (Walsh-Hadamard, one matmul)."""
         return list((self.to_coef @ torch.stack(v)).unbind(0))
 
-    def _level0(self, r, d, sw, ub, b0, b1, lo_idx, cnt, counts):
+    def _level0(self, r, d, sw, ub, b0, b1, lo_idx, cnt, counts, later=None):
         n, dta, dev = self.n, self.dta, self.device
         cts = counts[b0:b1]
         total = int(cts.sum())
@@ -792,7 +811,10 @@ class _Search:
         pid = pid.index_select(0, keep)
         idx = [ia.index_select(0, keep) for ia in idx]
         lo, h, c = self._cells(idx, pid, r, d, sw)
-        self._refine(pid, lo, h, c, ub)
+        if later is not None and len(pid) <= _MAX_BOXES:
+            later.append((pid, *self._clip(lo, h, c, torch.sqrt(self._below(ub.index_select(0, pid))))))
+        else:
+            self._refine(pid, lo, h, c, ub)
 
     # -- branch and bound ----------------------------------------------------------------
     def _refine(self, pid, lo, h, c, ub, clipped=False):
@@ -837,6 +859,11 @@ class _Search:
 
     def _split_and_refine(self, pid, lo, h, c, ub):
         """Refine boxes that were already evaluated: split them and search the children."""
+        for child in self._split(pid, lo, h, c, ub):
+            self._refine(*child, ub, clipped=True)
+
+    def _split(self, pid, lo, h, c, ub):
+        """Children (clipped, in chunks) of the boxes still larger than the search step."""
         big = h[0] > self.step
         for x in h[1:]:
             big |= x > self.step
@@ -844,8 +871,7 @@ class _Search:
         if len(keep) == 0:
             return
         pick = lambda x: x.index_select(0, keep)  # noqa: E731
-        for child in self._children_chunks(pick(pid), [pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c], ub):
-            self._refine(*child, ub, clipped=True)
+        yield from self._children_chunks(pick(pid), [pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c], ub)
 
     def _children_chunks(self, pid, lo, h, c, ub):
         """:meth:`_children` of at most ``_MAX_BOXES >> N`` parents at a time.
