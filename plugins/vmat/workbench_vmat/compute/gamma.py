@@ -721,6 +721,13 @@ class _Search:
             los = [torch.cat(x) for x in los]
             hs = [torch.cat(x) for x in hs]
             cs = [torch.cat(x) for x in cs]
+            if later is not None and len(pid) <= _MAX_BOXES >> 3:
+                # few: the caller refines them with its own boxes (pid: index into d); many:
+                # evaluating all before opening any (below) lowers ub first, which pays
+                later.append((sel.index_select(0, pid), los, hs, cs))
+                ub.index_copy_(0, sel, ub_s)
+                cert.index_fill_(0, sel, True)
+                return ub, cert
             # every octant is evaluated (lowering ub) before any is opened, in batches
             # small enough for the caches
             lbs = []
