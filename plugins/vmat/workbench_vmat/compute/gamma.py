@@ -508,7 +508,8 @@ class _Search:
         if len(rest):
             later = []
             ub_r = self._general(
-                [x.index_select(0, rest) for x in r], d.index_select(0, rest), sw.index_select(0, rest), ub.index_select(0, rest), later
+                [x.index_select(0, rest) for x in r], d.index_select(0, rest), sw.index_select(0, rest), ub.index_select(0, rest), later,
+                estimated=bool(interior.index_select(0, rest).all()),
             )
             ub.index_copy_(0, rest, ub_r)
             deferred += [(rest.index_select(0, b[0]), *b[1:]) for b in later]
@@ -539,29 +540,32 @@ class _Search:
             inside = inner if inside is None else inside & inner
         return node, ok, inside
 
-    def _general(self, r, d, sw, ub, later=None):
+    def _general(self, r, d, sw, ub, later=None, estimated=False):
         """Branch and bound from the cells around each point; returns the lowered ``ub``.
 
         ``later``: a list to leave small sets of boxes on (pid, lo, h, c: clipped, not yet
-        evaluated) for the caller to refine, instead of refining them here.
+        evaluated) for the caller to refine, instead of refining them here. ``estimated``:
+        ``ub`` already holds estimates from the cells around each point (interior nodes),
+        so the first estimate from the point's own cell is skipped.
         """
         n, dta = self.n, self.dta
         P = len(d)
-        # the cell holding (or nearest to) each point
-        idx = [
-            (torch.searchsorted(self.ax[a], r[a], right=True) - 1).clamp_(0, len(self.ax[a]) - 2)
-            for a in range(n)
-        ]
-        pid = torch.arange(P, device=self.device)
-        lo, h, c = self._cells(idx, pid, r, d, sw)
-        xi = [2 * (-lo[a]) / h[a] - 1 for a in range(n)]
-        inside = torch.ones(P, dtype=torch.bool, device=self.device)
-        for a in range(n):
-            inside &= (xi[a] >= -1 - 1e-5) & (xi[a] <= 1 + 1e-5)
-        q0 = self._multilinear(c, [x.clamp(-1, 1) for x in xi])
-        ub = torch.where(inside, torch.minimum(ub, q0 * q0), ub)
-        _, cand = self._evaluate(lo, h, c)
-        ub = torch.minimum(ub, cand)
+        if not estimated:
+            # the cell holding (or nearest to) each point
+            idx = [
+                (torch.searchsorted(self.ax[a], r[a], right=True) - 1).clamp_(0, len(self.ax[a]) - 2)
+                for a in range(n)
+            ]
+            pid = torch.arange(P, device=self.device)
+            lo, h, c = self._cells(idx, pid, r, d, sw)
+            xi = [2 * (-lo[a]) / h[a] - 1 for a in range(n)]
+            inside = torch.ones(P, dtype=torch.bool, device=self.device)
+            for a in range(n):
+                inside &= (xi[a] >= -1 - 1e-5) & (xi[a] <= 1 + 1e-5)
+            q0 = self._multilinear(c, [x.clamp(-1, 1) for x in xi])
+            ub = torch.where(inside, torch.minimum(ub, q0 * q0), ub)
+            _, cand = self._evaluate(lo, h, c)
+            ub = torch.minimum(ub, cand)
 
         # every cell within sqrt(ub) * dta
         radius = torch.sqrt(ub) * dta
