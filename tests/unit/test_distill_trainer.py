@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from torch import nn
 
 from workbench.api import Cancelled, ConfigError, Progress
@@ -121,7 +122,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, stop):
 def test_checkpoint_is_safetensors_and_strict_json(tmp_path):
     ctx = MemoryContext(tmp_path, seed=1)
     drive(kd_pipeline(ctx, epochs=1))
-    state = json.loads((tmp_path / "checkpoints/last.json").read_text())  # written with allow_nan=False
+    with safe_open(str(tmp_path / "checkpoints/last.safetensors"), framework="pt") as f:
+        state = json.loads(f.metadata()["workbench.checkpoint"])  # written with allow_nan=False
     assert state["step"] == 0 and state["state"]["format"] == "workbench.distill.trainer/1"
     tensors, _ = ctx.load_checkpoint()
     assert "model.out.weight" in tensors and "extra.loss.terms.feat.adapter.weight" in tensors

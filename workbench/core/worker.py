@@ -93,35 +93,60 @@ class WorkerContext(HostTools, RunContext):
         return self._registry.get(kind, key)
 
 
+#: safetensors header key holding the checkpoint's step and JSON state
+_CHECKPOINT_META = "workbench.checkpoint"
+
+
 def write_checkpoint(run_dir: Path, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
-    """safetensors + strict JSON, each written beside the old file then swapped in, so a kill
-    mid-write keeps the last good pair."""
+    """One safetensors file whose header carries the step and the strict-JSON state, written
+    beside the old one and swapped in by a single rename: a kill at any moment (the worker
+    exits within 0.5 s of its parent's death, wherever it is) leaves the last complete
+    checkpoint, tensors and state from the same step. (Tensors and state used to be two
+    files renamed one after the other; a kill between the renames paired new weights with
+    the old step, and the resumed run trained an epoch twice.)"""
     from safetensors.torch import save_file
 
     base = run_dir / CHECKPOINT
     base.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"step": int(step), "state": state}, allow_nan=False)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, f"{base}.safetensors.tmp")
-    Path(f"{base}.json.tmp").write_text(text)
-    os.replace(f"{base}.safetensors.tmp", f"{base}.safetensors")
-    os.replace(f"{base}.json.tmp", f"{base}.json")
-    return Path(f"{base}.safetensors")
+    path = Path(f"{base}.safetensors")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, f"{path}.tmp",
+              metadata={_CHECKPOINT_META: text})
+    os.replace(f"{path}.tmp", path)
+    Path(f"{base}.json").unlink(missing_ok=True)  # the older layout's state file, now stale
+    return path
+
+
+def _checkpoint_meta(run_dir: Path) -> dict[str, Any] | None:
+    """{"step", "state"} of the last checkpoint (None if there is none); no code is executed."""
+    from safetensors import safe_open
+
+    base = run_dir / CHECKPOINT
+    tensor_path = Path(f"{base}.safetensors")
+    if not tensor_path.exists():
+        return None
+    with safe_open(str(tensor_path), framework="pt") as f:
+        text = (f.metadata() or {}).get(_CHECKPOINT_META)
+    if text is None:  # written before the state moved into the header: the JSON beside it
+        meta_path = Path(f"{base}.json")
+        if not meta_path.exists():
+            return None
+        text = meta_path.read_text()
+    return json.loads(text)
 
 
 def read_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    base = run_dir / CHECKPOINT
-    meta_path, tensor_path = Path(str(base) + ".json"), Path(str(base) + ".safetensors")
-    if not (meta_path.exists() and tensor_path.exists()):
+    meta = _checkpoint_meta(run_dir)
+    if meta is None:
         return None
     from safetensors.torch import load_file
 
-    meta = json.loads(meta_path.read_text())
-    return load_file(str(tensor_path)), meta["state"]
+    return load_file(str(run_dir / CHECKPOINT) + ".safetensors"), meta["state"]
 
 
 def checkpoint_step(run_dir: Path) -> int | None:
-    meta_path = Path(str(run_dir / CHECKPOINT) + ".json")
-    return json.loads(meta_path.read_text())["step"] if meta_path.exists() else None
+    meta = _checkpoint_meta(run_dir)
+    return None if meta is None else int(meta["step"])
 
 
 def _watch_parent(parent_pid: int) -> None:
