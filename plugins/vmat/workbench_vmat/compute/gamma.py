@@ -540,11 +540,12 @@ class _Search:
             inside = inner if inside is None else inside & inner
         return node, ok, inside
 
-    def _general(self, r, d, sw, ub, later=None, estimated=False):
+    def _general(self, r, d, sw, ub, later, estimated=False):
         """Branch and bound from the cells around each point; returns the lowered ``ub``.
 
         ``later``: a list to leave small sets of boxes on (pid, lo, h, c: clipped, not yet
-        evaluated) for the caller to refine, instead of refining them here. ``estimated``:
+        evaluated) for the caller to refine with its own; larger ones are refined here
+        (holding them all would take memory in proportion to the grid). ``estimated``:
         ``ub`` already holds estimates from the cells around each point (interior nodes),
         so the first estimate from the point's own cell is skipped.
         """
@@ -591,14 +592,15 @@ class _Search:
         return ub
 
     # -- points on evaluation nodes ------------------------------------------------------
-    def _on_node(self, node, d, sw, later=None):
+    def _on_node(self, node, d, sw, later):
         """Fast path for points on interior evaluation nodes (identical or nested grids).
 
         The dose on the 2^N cells around the node is known from the 3^N neighbour nodes.
         When the search cube (half-width: the first estimate of gamma) fits in those
         cells, the point is settled here: by one certificate for the whole cube (the
         least edge slopes away from the node), else octant by octant (the same with that
-        octant's cell), else by branch and bound from the octants still open.
+        octant's cell); the boxes of octants still open go on ``later`` (pid: index into
+        ``d``; clipped, not yet evaluated) for the caller's branch and bound.
         Returns (gamma^2, settled mask); unsettled points go to the general search.
         """
         n = self.n
@@ -725,7 +727,7 @@ class _Search:
             los = [torch.cat(x) for x in los]
             hs = [torch.cat(x) for x in hs]
             cs = [torch.cat(x) for x in cs]
-            if later is not None and len(pid) <= _MAX_BOXES >> 3:
+            if len(pid) <= _MAX_BOXES >> 3:
                 # few: the caller refines them with its own boxes (pid: index into d); many:
                 # evaluating all before opening any (below) lowers ub first, which pays
                 later.append((sel.index_select(0, pid), los, hs, cs))
@@ -748,10 +750,7 @@ class _Search:
                 if len(open_):
                     pick = lambda x: x.index_select(0, open_)  # noqa: E731
                     boxes = (pick(p_b), [pick(x) for x in lo_b], [pick(x) for x in h_b], [pick(x) for x in c_b])
-                    if later is None:
-                        self._split_and_refine(*boxes, ub_s)
-                    else:  # their children, for the caller to refine (pid: index into d)
-                        later += [(sel.index_select(0, k[0]), *k[1:]) for k in self._split(*boxes, ub_s)]
+                    later += [(sel.index_select(0, k[0]), *k[1:]) for k in self._split(*boxes, ub_s)]
         ub.index_copy_(0, sel, ub_s)
         cert.index_fill_(0, sel, True)
         return ub, cert
@@ -787,7 +786,7 @@ class _Search:
         """Corner values -> centred multilinear coefficients (Walsh-Hadamard, one matmul)."""
         return list((self.to_coef @ torch.stack(v)).unbind(0))
 
-    def _level0(self, r, d, sw, ub, b0, b1, lo_idx, cnt, counts, later=None):
+    def _level0(self, r, d, sw, ub, b0, b1, lo_idx, cnt, counts, later):
         n, dta, dev = self.n, self.dta, self.device
         cts = counts[b0:b1]
         total = int(cts.sum())
@@ -822,7 +821,7 @@ class _Search:
         pid = pid.index_select(0, keep)
         idx = [ia.index_select(0, keep) for ia in idx]
         lo, h, c = self._cells(idx, pid, r, d, sw)
-        if later is not None and len(pid) <= _MAX_BOXES:
+        if len(pid) <= _MAX_BOXES:
             later.append((pid, *self._clip(lo, h, c, torch.sqrt(self._below(ub.index_select(0, pid))))))
         else:
             self._refine(pid, lo, h, c, ub)
@@ -867,11 +866,6 @@ class _Search:
                 c = [x.index_select(0, keep) for x in c]
             for child in self._children_chunks(pid, lo, h, c, ub):
                 stack.append((*child, True))
-
-    def _split_and_refine(self, pid, lo, h, c, ub):
-        """Refine boxes that were already evaluated: split them and search the children."""
-        for child in self._split(pid, lo, h, c, ub):
-            self._refine(*child, ub, clipped=True)
 
     def _split(self, pid, lo, h, c, ub):
         """Children (clipped, in chunks) of the boxes still larger than the search step."""
