@@ -328,10 +328,6 @@ _TOL_MIN = 0.002
 _TOL_SLOPE = 0.5
 #: Newton steps of the box subproblem (more: tighter bounds, slower steps)
 _NEWTON = 1
-#: multiplier rounds of the convex bound (the second takes lam = q at the first's point)
-_CONVEX_ROUNDS = 1
-#: coordinate-minimisation sweeps per round of the convex bound
-_CONVEX_SWEEPS = 1
 
 
 def _values_at(flat, ref, ev, ax_ref, ax_ev, keep, *, dd_percent, norm, dta, step, max_gamma, device) -> np.ndarray:
@@ -961,6 +957,15 @@ class _Search:
                     v[S] = v[S] + v[S | bit] * xi[a]
         return v[0]
 
+    def _linear_model(self, lo, h, c):
+        """(alpha, g, hi): the box's dose without its nonlinear terms is alpha + g.y (y units)."""
+        g = [2.0 * c[bit] / h[a] for a, bit in enumerate(self.bits)]
+        hi = [lo[a] + h[a] for a in range(self.n)]
+        alpha = c[0]
+        for a, bit in enumerate(self.bits):
+            alpha = alpha - c[bit] * (2.0 * lo[a] / h[a] + 1.0)
+        return alpha, g, hi
+
     def _evaluate(self, lo, h, c):
         """Lower bound of gamma^2 over each box, and gamma^2 at a good point of the box.
 
@@ -972,11 +977,7 @@ class _Search:
         multiplier from those steps (any multiplier gives a valid bound).
         """
         n = self.n
-        g = [2.0 * c[bit] / h[a] for a, bit in enumerate(self.bits)]
-        hi = [lo[a] + h[a] for a in range(n)]
-        alpha = c[0]
-        for a in range(n):
-            alpha = alpha - c[self.bits[a]] * (2.0 * lo[a] / h[a] + 1.0)
+        alpha, g, hi = self._linear_model(lo, h, c)
         # range of the nonlinear remainder: a multilinear function, extreme at the corners
         rem = None
         if self.nonlinear:
@@ -1050,19 +1051,16 @@ class _Search:
         alpha_a (y_a - lo_a)(y_a - hi_a) (<= 0 on the box, zero on its faces) with alpha_a
         from Gershgorin's rule makes it convex, so its first-order expansion at any point
         ŷ bounds it below over the box. ŷ comes from exact coordinate-wise minimisation
-        (phi is quadratic along each axis) from the linear model's minimiser, lam is q
-        there (each further round, lam = q(ŷ), closed a few % more boxes and cost more).
+        (phi is quadratic along each axis; one sweep) from the linear model's minimiser, lam
+        is q there (further rounds with lam = q(ŷ), and more sweeps, closed a few % more
+        boxes and cost more).
         The centred bound replaces the nonlinear terms by their range (a gap of ~ sum |c_S|
         everywhere); this one's gap vanishes where phi is convex and at the box faces,
         where minima often lie. On noisy doses it closes most of the boxes the other two
         leave open (measured: ~80 % of the octants around nodes).
         """
         n = self.n
-        hi = [lo[a] + h[a] for a in range(n)]
-        g = [2.0 * c[bit] / h[a] for a, bit in enumerate(self.bits)]
-        alpha = c[0]
-        for a in range(n):
-            alpha = alpha - c[self.bits[a]] * (2.0 * lo[a] / h[a] + 1.0)
+        alpha, g, hi = self._linear_model(lo, h, c)
         y = _clamp_step(_newton(alpha, g, lo, hi), g, lo, hi)
         inv_h = [1.0 / x for x in h]
         # row sums of |mixed second derivatives| (y units) over the box
@@ -1076,27 +1074,20 @@ class _Search:
                 s = s * (4.0 * inv_h[a] * inv_h[b])
                 rows[a] = s if rows[a] is None else rows[a] + s
                 rows[b] = s if rows[b] is None else rows[b] + s
-        best = None
-        lam = None
-        for _ in range(_CONVEX_ROUNDS):
-            xi = [(2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1) for a in range(n)]
-            if lam is None:
-                lam = self._multilinear(c, xi)
-            al = [(lam.abs() * r - 1.0).clamp(min=0) for r in rows]
-            for a in list(range(n)) * _CONVEX_SWEEPS:  # exact coordinate minimisation
-                slope = 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
-                ya = (al[a] * (lo[a] + hi[a]) - slope) / (2.0 * (1.0 + al[a]))
-                y[a] = torch.minimum(torch.maximum(ya, lo[a]), hi[a])
-                xi[a] = (2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1)
-            q = self._multilinear(c, xi)
-            lb = 2.0 * lam * q - lam * lam
-            for a in range(n):
-                lb = lb + y[a] * y[a] + al[a] * (y[a] - lo[a]) * (y[a] - hi[a])
-                grad = 2.0 * (1.0 + al[a]) * y[a] - al[a] * (lo[a] + hi[a]) + 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
-                lb = lb + torch.minimum(grad * (lo[a] - y[a]), grad * (hi[a] - y[a]))
-            best = lb if best is None else torch.maximum(best, lb)
-            lam = q
-        return best
+        xi = [(2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1) for a in range(n)]
+        lam = self._multilinear(c, xi)
+        al = [(lam.abs() * r - 1.0).clamp(min=0) for r in rows]
+        for a in range(n):  # one sweep of exact coordinate minimisation
+            slope = 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
+            ya = (al[a] * (lo[a] + hi[a]) - slope) / (2.0 * (1.0 + al[a]))
+            y[a] = torch.minimum(torch.maximum(ya, lo[a]), hi[a])
+            xi[a] = (2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1)
+        lb = 2.0 * lam * self._multilinear(c, xi) - lam * lam
+        for a in range(n):
+            lb = lb + y[a] * y[a] + al[a] * (y[a] - lo[a]) * (y[a] - hi[a])
+            grad = 2.0 * (1.0 + al[a]) * y[a] - al[a] * (lo[a] + hi[a]) + 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
+            lb = lb + torch.minimum(grad * (lo[a] - y[a]), grad * (hi[a] - y[a]))
+        return lb
 
     def _partial(self, c, xi, a):
         """dq/dxi_a at ``xi`` (the coefficient of xi_a, a multilinear function of the others)."""
