@@ -442,12 +442,8 @@ class _Search:
         self.corner_off = [sum(self.e_strides[a] for a in range(n) if c & self.bits[a]) for c in self.subsets]
         self.step = float(step) / self.dta  # boxes are not split below this size (y units)
         self.tol_max = _tol_max(step, dta)  # see _TOL_MIN
-        # nonlinear terms (subsets of two or more axes) and their signs at the 2^N corners
+        # nonlinear terms (subsets of two or more axes)
         self.nonlinear = [S for S in self.subsets if S & (S - 1)]
-        self.corner_signs = [
-            [(-1) ** sum(1 for b in self.bits if S & b and not corner & b) for S in self.nonlinear]
-            for corner in self.subsets
-        ]
         # corner values (bit order) <-> centred coefficients: q(corner) = sum_S c_S prod sign
         signs = np.array([[np.prod([1.0 if corner & b else -1.0 for b in self.bits if S & b]) for S in self.subsets]
                           for corner in self.subsets])
@@ -981,12 +977,8 @@ class _Search:
         # range of the nonlinear remainder: a multilinear function, extreme at the corners
         rem = None
         if self.nonlinear:
-            for signs in self.corner_signs:
-                v = None
-                for S, sg in zip(self.nonlinear, signs):
-                    term = c[S] if sg > 0 else -c[S]
-                    v = term if v is None else v + term
-                rem = (v, v) if rem is None else (torch.minimum(rem[0], v), torch.maximum(rem[1], v))
+            v = self.to_corners[:, self.nonlinear] @ torch.stack([c[S] for S in self.nonlinear])
+            rem = (v.amin(0), v.amax(0))
         t = _newton(alpha, g, lo, hi)
         y = _clamp_step(t, g, lo, hi)
         q = self._multilinear(c, [(2.0 * (y[a] - lo[a]) / h[a] - 1.0).clamp(-1, 1) for a in range(n)])
