@@ -252,9 +252,11 @@ def test_box_lower_bounds_never_exceed_the_minimum(ndim):
                        step=0.2, device=torch.device("cpu"))
     gen = torch.Generator().manual_seed(7)
     m = 400
-    lo = [torch.rand(m, generator=gen) * 2.4 - 1.6 for _ in range(ndim)]
-    h = [torch.rand(m, generator=gen) * 1.2 + 0.05 for _ in range(ndim)]
-    c = [torch.randn(m, generator=gen) * (1.5 if S == 0 else 0.8) for S in range(1 << ndim)]
+    # boxes as the search holds them: one column per box
+    lo = torch.rand(ndim, m, generator=gen) * 2.4 - 1.6
+    h = torch.rand(ndim, m, generator=gen) * 1.2 + 0.05
+    c = torch.randn(1 << ndim, m, generator=gen) * 0.8
+    c[0] *= 1.5 / 0.8
     centred, _ = search._evaluate(lo, h, c)
     slope = search._slope_bound(lo, h, c)
     convex = search._convex_bound(lo, h, c)

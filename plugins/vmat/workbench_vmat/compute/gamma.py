@@ -54,15 +54,21 @@ over boxes of the evaluation grid, which is both faster and closer to the exact 
   their own node is within the tolerance of zero are settled before any of this. Other
   points start from the cells within reach of their first estimate.
 
-Everything is batched: points in chunks, boxes as lists of 1-D tensors (one entry per
-box), ragged candidate lists, ``scatter_reduce(amin)`` for the running minimum.
+Everything is batched: points in chunks, boxes as tensors with one column per box
+(corners and sizes (N, boxes), coefficients (2^N, boxes)), the values around points on
+nodes stacked the same way, ragged candidate lists, ``scatter_reduce(amin)`` for the
+running minimum. On the CPU each tensor operation costs a few microseconds however
+small it is, so stacking (one operation for all axes, corners or octants) is what
+makes small searches fast.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import numpy as np
@@ -74,6 +80,8 @@ __all__ = ["GammaResult", "gamma", "pass_rate"]
 _MAX_BOXES = 1 << 17
 #: level-0 (point, cell) candidates per batch
 _MAX_CANDIDATES = 1 << 21
+#: points on nodes handled per batch (at most)
+_NODE_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -408,14 +416,63 @@ def _node_tables(ax_ref, ax_ev, idx):
     return np.stack(node, axis=1).astype(np.int64), on, inner
 
 
+@functools.lru_cache(maxsize=None)
+def _layout(n: int) -> SimpleNamespace:
+    """Index tables that depend on the number of dimensions only.
+
+    Subsets and corners are bit masks, axis a being bit (N - 1 - a). ``signs``: corner
+    values = signs @ centred coefficients. Around a node, the 3^N neighbours are rows in
+    itertools.product order of their ``offsets`` in {-1, 0, 1}^N (the first axis slowest):
+    ``center``, ``units`` (per axis the row of the neighbour below, then of those above),
+    ``diag`` (rows two or more axes off the node). The 2^N octants around it, in
+    product order of their signs ``oct_sign`` (N, octants): ``oct_corners``, the row of
+    each octant's corners, corner-major, in bit order (bit set: the upper end along that
+    axis).
+    """
+    bits = [1 << (n - 1 - a) for a in range(n)]
+    subsets = range(1 << n)
+    signs = np.array([[(-1.0) ** bin(S & ~corner).count("1") for S in subsets] for corner in subsets])
+    offsets = np.array(list(itertools.product((-1, 0, 1), repeat=n))).reshape(-1, n)
+    center = len(offsets) // 2
+    octants = list(itertools.product((-1, 1), repeat=n))
+    row = {tuple(o): k for k, o in enumerate(offsets.tolist())}
+    # corner (bit order) -> upper end (1) or not (0) per axis
+    corners = np.array([[1 if cc & b else 0 for b in bits] for cc in subsets]).reshape(-1, n)
+    # the slope of q along axis a (xi units) is multilinear in the other axes: its values
+    # at their 2^(N-1) corners, from the coefficients (rows: axis-major)
+    slope_corners = np.array([
+        [(-1.0) ** bin(S & ~cc & ~bits[a]).count("1") if S & bits[a] else 0.0 for S in subsets]
+        for a in range(n) for cc in subsets if not cc & bits[a]
+    ])
+    # pairs of axes: the terms holding both, and the axes in each pair
+    pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, n)], dtype=np.int64).reshape(-1, 2)
+    return SimpleNamespace(
+        nonlinear=[S for S in subsets if S & (S - 1)],
+        is_nonlinear=np.array([1.0 if S & (S - 1) else 0.0 for S in subsets]),
+        signs=signs,
+        corners=corners,
+        slope_corners=slope_corners,
+        pairs=pairs,
+        pair_terms=np.array([[1.0 if S & bits[a] and S & bits[b] else 0.0 for S in subsets] for a, b in pairs]).reshape(-1, 1 << n),
+        pair_rows=np.array([[1.0 if a in p else 0.0 for p in pairs.tolist()] for a in range(n)]).reshape(n, -1),
+        offsets=offsets,
+        center=center,
+        units=[center + s * 3 ** (n - 1 - a) for s in (-1, 1) for a in range(n)],
+        diag=[k for k, o in enumerate(offsets.tolist()) if sum(1 for x in o if x) >= 2],
+        oct_sign=np.array([[float(sgn[a]) for sgn in octants] for a in range(n)]),
+        oct_corners=[row[tuple(max(sa, 0) if cc & bits[a] else min(sa, 0) for a, sa in enumerate(sgn))]
+                     for cc in subsets for sgn in octants],
+    )
+
+
 class _Search:
     """Branch-and-bound search of min gamma^2, batched over reference points.
 
     Inside, everything is in gamma units, per point: positions relative to the point
     divided by dta (``y``), doses as (E - R(r)) / dd_abs (``q``), so gamma^2 = |y|^2 + q^2.
-    A box is described by its lower corner ``lo`` and size ``h`` (lists of N tensors, one
-    entry per box) and by the centred multilinear coefficients ``c`` of its dose
-    (2^N tensors): q(xi) = sum_S c[S] prod_{a in S} xi_a with xi in [-1, 1]^N over the box.
+    Boxes are batched as tensors with one column per box: lower corner ``lo`` and size
+    ``h`` (N, boxes), and the centred multilinear coefficients ``c`` of the dose (2^N,
+    boxes): q(xi) = sum_S c[S] prod_{a in S} xi_a with xi in [-1, 1]^N over the box.
     Subset S is a bit mask, axis a being bit (N - 1 - a).
     """
 
@@ -439,16 +496,37 @@ class _Search:
         self.E = E.reshape(-1)
         self.hstep = [((a[1:] - a[:-1]) / self.dta).contiguous() for a in self.ax]  # cell sizes, y units
         # flat offsets of the 2^N corners (corner bit set: upper node along that axis)
-        self.corner_off = [sum(self.e_strides[a] for a in range(n) if c & self.bits[a]) for c in self.subsets]
         self.step = float(step) / self.dta  # boxes are not split below this size (y units)
         self.tol_max = _tol_max(step, dta)  # see _TOL_MIN
-        # nonlinear terms (subsets of two or more axes)
-        self.nonlinear = [S for S in self.subsets if S & (S - 1)]
-        # corner values (bit order) <-> centred coefficients: q(corner) = sum_S c_S prod sign
-        signs = np.array([[np.prod([1.0 if corner & b else -1.0 for b in self.bits if S & b]) for S in self.subsets]
-                          for corner in self.subsets])
-        self.to_corners = torch.as_tensor(signs, dtype=self.dtype, device=device)
-        self.to_coef = torch.as_tensor(signs.T / len(self.subsets), dtype=self.dtype, device=device)
+        lay = _layout(n)
+        self.nonlinear = lay.nonlinear  # subsets of two or more axes
+        flt = dict(dtype=self.dtype, device=device)
+        lng = dict(dtype=torch.long, device=device)
+        # boxes: corner values <-> coefficients, and the coefficient rows of single axes
+        self.to_corners = torch.as_tensor(lay.signs, **flt)
+        self.to_coef = torch.as_tensor(lay.signs.T / len(self.subsets), **flt)
+        self.axis_bits = torch.as_tensor(self.bits, **lng)
+        self.corner_off = torch.as_tensor(lay.corners @ np.array(self.e_strides), **lng)[:, None]  # flat, per corner
+        self.to_corners_nl = torch.as_tensor(lay.signs * lay.is_nonlinear, **flt)  # the nonlinear terms only
+        self.slope_corners = torch.as_tensor(lay.slope_corners, **flt)
+        self.pair_terms = torch.as_tensor(lay.pair_terms, **flt)
+        self.pair_a = torch.as_tensor(lay.pairs[:, 0], **lng)
+        self.pair_b = torch.as_tensor(lay.pairs[:, 1], **lng)
+        self.pair_rows = torch.as_tensor(lay.pair_rows, **flt)
+        # points on nodes (see _on_node and _layout)
+        self.stencil = torch.as_tensor(lay.offsets @ np.array(self.e_strides), **lng)[:, None]
+        self.center = lay.center
+        self.units = torch.as_tensor(lay.units, **lng)
+        self.h_cat = torch.cat(self.hstep)  # the cell sizes of all axes in one vector
+        starts = np.cumsum([0] + [len(x) for x in self.hstep[:-1]])
+        self.h_off = torch.as_tensor(np.stack([starts - 1, starts])[:, :, None], **lng)  # hm, hp of node j: j + h_off
+        self.diag = torch.as_tensor(lay.diag, **lng)
+        self.diag_m = torch.as_tensor(lay.offsets[lay.diag] < 0, **flt)
+        self.diag_p = torch.as_tensor(lay.offsets[lay.diag] > 0, **flt)
+        self.oct_corners = torch.as_tensor(lay.oct_corners, **lng)
+        self.oct_sign = torch.as_tensor(lay.oct_sign, **flt)
+        self.oct_lo = torch.as_tensor(np.minimum(lay.oct_sign, 0), **flt)
+        self.zero = torch.zeros((), **flt)
 
     def _below(self, ub):
         return _below(ub, self.tol_max)
@@ -489,8 +567,10 @@ class _Search:
         # end: one branch and bound instead of two, each of whose levels costs a few hundred
         # tensor operations however few boxes it holds
         deferred = []
-        sel = torch.nonzero(interior & ~done).squeeze(1)
-        if len(sel):
+        inner = torch.nonzero(interior & ~done).squeeze(1)
+        chunks = -(-len(inner) // _NODE_CHUNK)
+        for sel in inner.tensor_split(chunks) if chunks else ():
+            # in even chunks: its stacked temporaries (~100 floats a point) stay small
             later = []
             ub_a, cert = self._on_node([x.index_select(0, sel) for x in node], d.index_select(0, sel), sw.index_select(0, sel), later)
             ub.index_copy_(0, sel, ub_a)
@@ -506,8 +586,8 @@ class _Search:
             ub.index_copy_(0, rest, ub_r)
             deferred += [(rest.index_select(0, b[0]), *b[1:]) for b in later]
         if deferred:
-            cat = lambda k: [torch.cat([b[k][j] for b in deferred]) for j in range(len(deferred[0][k]))]  # noqa: E731
-            self._refine(torch.cat([b[0] for b in deferred]), cat(1), cat(2), cat(3), ub, clipped=True)
+            cat = lambda k: torch.cat([b[k] for b in deferred], dim=-1)  # noqa: E731
+            self._refine(cat(0), cat(1), cat(2), cat(3), ub, clipped=True)
         # NaN where the evaluation grid is out of reach
         reach = torch.zeros_like(d)
         for a in range(n):
@@ -551,11 +631,9 @@ class _Search:
             ]
             pid = torch.arange(P, device=self.device)
             lo, h, c = self._cells(idx, pid, r, d, sw)
-            xi = [2 * (-lo[a]) / h[a] - 1 for a in range(n)]
-            inside = torch.ones(P, dtype=torch.bool, device=self.device)
-            for a in range(n):
-                inside &= (xi[a] >= -1 - 1e-5) & (xi[a] <= 1 + 1e-5)
-            q0 = self._multilinear(c, [x.clamp(-1, 1) for x in xi])
+            xi = 2 * (-lo) / h - 1
+            inside = ((xi >= -1 - 1e-5) & (xi <= 1 + 1e-5)).all(0)
+            q0 = self._multilinear(c, xi.clamp(-1, 1))
             ub = torch.where(inside, torch.minimum(ub, q0 * q0), ub)
             _, cand = self._evaluate(lo, h, c)
             ub = torch.minimum(ub, cand)
@@ -594,131 +672,87 @@ class _Search:
         octant's cell); the boxes of octants still open go on ``later`` (pid: index into
         ``d``; clipped, not yet evaluated) for the caller's branch and bound.
         Returns (gamma^2, settled mask); unsettled points go to the general search.
+
+        Everything per point is stacked: neighbour values (3^N, P), per-axis values (N, P),
+        octants (2^N, P), so each step is one tensor operation whatever N is.
         """
-        n = self.n
-        offs = list(itertools.product((-1, 0, 1), repeat=n))
-        base = torch.zeros_like(node[0])
-        for a in range(n):
-            base += node[a] * self.e_strides[a]
-        v = {}
-        for o in offs:
-            off = sum(oa * st for oa, st in zip(o, self.e_strides))
-            v[o] = (self.E.index_select(0, base + off) - d) * sw
-        hm = [self.hstep[a].index_select(0, node[a] - 1) for a in range(n)]
-        hp = [self.hstep[a].index_select(0, node[a]) for a in range(n)]
-        zero = (0,) * n
-        unit = [tuple(s if b == a else 0 for b in range(n)) for a in range(n) for s in (-1, 1)]
-        q0 = v[zero]
-        g = [(v[unit[2 * a + 1]] - v[unit[2 * a]]) / (hm[a] + hp[a]) for a in range(n)]
-        t = _newton(q0, g, [-x for x in hm], hp)
-        y = _clamp_step(t, g, [-x for x in hm], hp)
-        qy = _separable(v, y, hm, hp)
+        n, P = self.n, len(d)
+        base = node[0] * self.e_strides[0]
+        for a in range(1, n):
+            base = base + node[a] * self.e_strides[a]
+        V = (self.E.index_select(0, (base + self.stencil).reshape(-1)).view(-1, P) - d) * sw  # (3^N, P)
+        H = self.h_cat.index_select(0, (torch.stack(node) + self.h_off).reshape(-1)).view(2, n, P)
+        hm, hp = H[0], H[1]  # cell sizes below and above the node, per axis
+        q0 = V[self.center]
+        Vu = V.index_select(0, self.units).view(2, n, P)  # unit neighbours: [0] below, [1] above
+        g = (Vu[1] - Vu[0]) / (hm + hp)
+        t = _newton(q0, g, -hm, hp)
+        y = _clamp_step(t, g, -hm, hp)
+        qy = _separable(V.view((3,) * n + (P,)), y, hm, hp)
         ub = torch.minimum(torch.minimum(q0 * q0, _norm2(y) + qy * qy), torch.full_like(q0, self.g2_cap))
         # more attained values, exact and cheap: the best point on each of the 2N edges from
         # the node (the dose is linear there) and the other neighbour nodes
-        for a in range(n):
-            for u, ha in ((unit[2 * a], hm[a]), (unit[2 * a + 1], hp[a])):
-                s = (v[u] - q0) / ha
-                ta = torch.minimum((-q0 * s / (1.0 + s * s)).clamp(min=0), ha)
-                qa = q0 + s * ta
-                ub = torch.minimum(ub, ta * ta + qa * qa)
+        s = (Vu - q0) / H
+        ta = torch.minimum((-q0 * s / (1.0 + s * s)).clamp(min=0), H)
+        qa = q0 + s * ta
+        ub = torch.minimum(ub, (ta * ta + qa * qa).view(2 * n, P).amin(0))
         # (the diagonal neighbours only where they are near enough to matter)
-        hmin = hm[0].minimum(hp[0])
-        for a in range(1, n):
-            hmin = hmin.minimum(hm[a]).minimum(hp[a])
+        hmin = torch.minimum(hm.amin(0), hp.amin(0))
         far = torch.nonzero(ub > 2.0 * hmin * hmin).squeeze(1) if n > 1 else hmin[:0].long()
         if len(far):
-            ub_f = ub.index_select(0, far)
-            for o in offs:
-                if sum(1 for x in o if x) >= 2:
-                    dist = None
-                    for a in range(n):
-                        if o[a]:
-                            x = (hp[a] if o[a] > 0 else hm[a]).index_select(0, far)
-                            dist = x * x if dist is None else dist + x * x
-                    vo = v[o].index_select(0, far)
-                    ub_f = torch.minimum(ub_f, dist + vo * vo)
-            ub.index_copy_(0, far, ub_f)
+            dist = self.diag_m @ (hm * hm).index_select(1, far) + self.diag_p @ (hp * hp).index_select(1, far)
+            vd = V.index_select(0, self.diag).index_select(1, far)
+            ub.index_copy_(0, far, torch.minimum(ub.index_select(0, far), (dist + vd * vd).amin(0)))
         rho = torch.sqrt(ub)
         # nothing beyond |y| = sqrt(self._below(ub)) can beat ub by more than the tolerance
-        reach = torch.sqrt(self._below(ub))
-        settled = self._below(ub) <= 0  # within the tolerance of zero: nothing can do better by more
-        fits = ~settled
-        for a in range(n):
-            fits &= (rho < 0.999 * hm[a]) & (rho < 0.999 * hp[a])
+        below = self._below(ub)
+        reach = torch.sqrt(below)
+        settled = below <= 0  # within the tolerance of zero: nothing can do better by more
+        fits = ~settled & (rho < 0.999 * hmin)
         # the dose over the cube [-reach, reach]^N left to search, at {-reach, 0, reach}^N:
         # in each octant of the cube a box within one cell, so multilinear (exact)
-        w = _lerp_cube(v, reach, hm, hp)
+        W = _lerp_cube(V.view((3,) * n + (P,)), reach, hm, hp)
         # cheapest certificate first. Take the dose's sign so that it is >= 0 at the node
         # (fw); moving away from the node along an axis, fw never falls faster than the
         # least slope K_a of the cube's edges parallel to that axis (in an octant the
         # slope along an axis is a mean of its parallel edges' slopes). So over the cube
         # gamma^2 >= |y|^2 + (|q0| + sum_a K_a |y_a|)_+^2: a convex problem on [0, reach]^N
         flip = _sign(q0)
-        fw = {o: x * flip for o, x in w.items()}
-        ks = []
-        for a in range(n):
-            m = None
-            for side in (1, -1):
-                for o in offs:
-                    if o[a] == 0:
-                        x = fw[o[:a] + (side,) + o[a + 1 :]] - fw[o]
-                        m = x if m is None else torch.minimum(m, x)
-            ks.append(m / reach)
-        zero_lo = [torch.zeros_like(rho)] * n
-        hi_c = [reach] * n
+        fw = W * flip
+        ks = torch.stack([
+            (torch.minimum(fw.narrow(a, 0, 1), fw.narrow(a, 2, 1)) - fw.narrow(a, 1, 1)).reshape(-1, P).amin(0)
+            for a in range(n)
+        ]) / reach
         alpha = q0.abs()
-        t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
-        quick = fits & (_dual_bound(alpha, ks, None, zero_lo, hi_c, t) >= self._below(ub))
-        settled = settled | quick
+        t = _newton(alpha, ks, self.zero, reach).clamp(min=0)
+        quick = fits & (_dual_bound(alpha, ks, None, self.zero, reach, t) >= below)
+        cert = settled | quick
         fits = fits & ~quick
-        cert = settled
         sel = torch.nonzero(fits).squeeze(1)
         if len(sel) == 0:
             return ub, cert
         # octant by octant: first the same certificate with the slopes of that octant only;
         # the octants it leaves open are searched by branch and bound
-        pick = lambda x: x.index_select(0, sel)  # noqa: E731
-        rho_s = pick(reach)
-        ub_s = pick(ub)
-        fw_s = {o: pick(x) for o, x in fw.items()}
-        zero_lo = [torch.zeros_like(rho_s)] * n
-        hi_c = [rho_s] * n
-        alpha = pick(alpha)
-        thr = self._below(ub_s)
-        octants = list(itertools.product((-1, 1), repeat=n))
-        ks = []  # per axis: the least slope in each octant, stacked (octant, point)
-        for a in range(n):
-            per_octant = []
-            for sgn in octants:
-                m = None
-                for o in itertools.product(*[(0,) if b == a else (0, sgn[b]) for b in range(n)]):
-                    x = fw_s[o[:a] + (sgn[a],) + o[a + 1 :]] - fw_s[o]
-                    m = x if m is None else torch.minimum(m, x)
-                per_octant.append(m)
-            ks.append(torch.stack(per_octant) / rho_s)
-        t = _newton(alpha, ks, zero_lo, hi_c).clamp(min=0)
-        still = list((_dual_bound(alpha, ks, None, zero_lo, hi_c, t) < thr).unbind(0))
-        still = [torch.nonzero(x).squeeze(1) for x in still]
-        if sum(len(x) for x in still):
-            w = {o: pick(x) for o, x in w.items()}
-            pids, los, hs, cs = [], [[] for _ in range(n)], [[] for _ in range(n)], [[] for _ in self.subsets]
-            for sgn, idx in zip(octants, still):
-                if len(idx) == 0:
-                    continue
-                rho_k = rho_s.index_select(0, idx)
-                corners = [w[tuple(max(sa, 0) if cb else min(sa, 0) for sa, cb in zip(sgn, cc))].index_select(0, idx) for cc in itertools.product((0, 1), repeat=n)]
-                coef = self._hadamard(corners)
-                for S in self.subsets:
-                    cs[S].append(coef[S])
-                for a in range(n):
-                    los[a].append(-rho_k if sgn[a] < 0 else torch.zeros_like(rho_k))
-                    hs[a].append(rho_k)
-                pids.append(idx)
-            pid = torch.cat(pids)
-            los = [torch.cat(x) for x in los]
-            hs = [torch.cat(x) for x in hs]
-            cs = [torch.cat(x) for x in cs]
+        m, no = len(sel), 1 << n
+        rho_s = reach.index_select(0, sel)
+        ub_s = ub.index_select(0, sel)
+        alpha = alpha.index_select(0, sel)
+        C = W.view(-1, P).index_select(1, sel).index_select(0, self.oct_corners).view((2,) * n + (no, m))  # corner, octant, point
+        Cf = C * flip.index_select(0, sel)
+        ks = torch.stack([  # per axis: the least slope away from the node in each octant (octant, point)
+            ((Cf.narrow(a, 1, 1) - Cf.narrow(a, 0, 1)) * self.oct_sign[a][:, None]).reshape(-1, no, m).amin(0)
+            for a in range(n)
+        ]) / rho_s
+        t = _newton(alpha, ks, self.zero, rho_s).clamp(min=0)
+        still = torch.nonzero((_dual_bound(alpha, ks, None, self.zero, rho_s, t) < self._below(ub_s)).reshape(-1)).squeeze(1)
+        if len(still):
+            # boxes of the open octants, octant by octant (pid: index into sel)
+            k = torch.div(still, m, rounding_mode="floor")
+            pid = still - k * m
+            rho_k = rho_s.index_select(0, pid)
+            cs = self.to_coef @ C.reshape(no, no * m).index_select(1, still)
+            los = self.oct_lo.index_select(1, k) * rho_k
+            hs = rho_k.expand(n, -1)
             if len(pid) <= _MAX_BOXES >> 3:
                 # few: the caller refines them with its own boxes (pid: index into d); many:
                 # evaluating all before opening any (below) lowers ub first, which pays
@@ -731,18 +765,16 @@ class _Search:
             lbs = []
             for b in range(0, len(pid), _MAX_BOXES):
                 sl = slice(b, b + _MAX_BOXES)
-                lb_o, cand_o = self._evaluate([x[sl] for x in los], [x[sl] for x in hs], [x[sl] for x in cs])
+                lb_o, cand_o = self._evaluate(los[:, sl], hs[:, sl], cs[:, sl])
                 ub_s.scatter_reduce_(0, pid[sl], cand_o, reduce="amin")
                 lbs.append(lb_o)
             lb_o = torch.cat(lbs)
             for b in range(0, len(pid), _MAX_BOXES):
                 sl = slice(b, b + _MAX_BOXES)
-                p_b, lo_b, h_b, c_b = pid[sl], [x[sl] for x in los], [x[sl] for x in hs], [x[sl] for x in cs]
-                open_ = self._open(p_b, lo_b, h_b, c_b, lb_o[sl], ub_s)
+                boxes = (pid[sl], los[:, sl], hs[:, sl], cs[:, sl])
+                open_ = self._open(*boxes, lb_o[sl], ub_s)
                 if len(open_):
-                    pick = lambda x: x.index_select(0, open_)  # noqa: E731
-                    boxes = (pick(p_b), [pick(x) for x in lo_b], [pick(x) for x in h_b], [pick(x) for x in c_b])
-                    later += [(sel.index_select(0, k[0]), *k[1:]) for k in self._split(*boxes, ub_s)]
+                    later += [(sel.index_select(0, k[0]), *k[1:]) for k in self._split(*_take(open_, *boxes), ub_s)]
         ub.index_copy_(0, sel, ub_s)
         cert.index_fill_(0, sel, True)
         return ub, cert
@@ -758,25 +790,16 @@ class _Search:
             lo.append((x0 - r[a].index_select(0, pid)) / dta)
             h.append((x1 - x0) / dta)
             base += idx[a] * self.e_strides[a]
-        corners = [self.E.index_select(0, base + off) if off else self.E.index_select(0, base) for off in self.corner_off]
-        c = self._hadamard(corners)
-        c[0] = (c[0] - d.index_select(0, pid))
-        s = sw.index_select(0, pid)
-        return lo, h, [x * s for x in c]
+        c = self.to_coef @ self.E.index_select(0, (base + self.corner_off).reshape(-1)).view(1 << n, -1)
+        c[0] -= d.index_select(0, pid)
+        return torch.stack(lo), torch.stack(h), c * sw.index_select(0, pid)
 
     def _corner_bound(self, lo, h, c):
         """Lower bound of gamma^2 over each box: squared distance plus the least |q| at its corners."""
-        v = self.to_corners @ torch.stack(c)  # (2^N, boxes): q at the corners
+        v = self.to_corners @ c  # (2^N, boxes): q at the corners
         gap = v.amin(0).clamp(min=0) - v.amax(0).clamp(max=0)
-        out = gap * gap
-        for a in range(self.n):
-            da = lo[a].clamp(min=0) + (-(lo[a] + h[a])).clamp(min=0)
-            out = out + da * da
-        return out
-
-    def _hadamard(self, v):
-        """Corner values -> centred multilinear coefficients (Walsh-Hadamard, one matmul)."""
-        return list((self.to_coef @ torch.stack(v)).unbind(0))
+        da = lo.clamp(min=0) + (-(lo + h)).clamp(min=0)
+        return gap * gap + (da * da).sum(0)
 
     def _level0(self, r, d, sw, ub, b0, b1, lo_idx, cnt, counts, later):
         n, dta, dev = self.n, self.dta, self.device
@@ -828,7 +851,7 @@ class _Search:
             if m > _MAX_BOXES:
                 for s in range(0, m, _MAX_BOXES):
                     sl = slice(s, s + _MAX_BOXES)
-                    stack.append((pid[sl], [x[sl] for x in lo], [x[sl] for x in h], [x[sl] for x in c], clipped))
+                    stack.append((pid[sl], lo[:, sl], h[:, sl], c[:, sl], clipped))
                 continue
             if not clipped:
                 lo, h, c = self._clip(lo, h, c, torch.sqrt(self._below(ub.index_select(0, pid))))
@@ -838,37 +861,23 @@ class _Search:
                 keep = torch.nonzero(near).squeeze(1)
                 if len(keep) == 0:
                     continue
-                pid = pid.index_select(0, keep)
-                lo = [x.index_select(0, keep) for x in lo]
-                h = [x.index_select(0, keep) for x in h]
-                c = [x.index_select(0, keep) for x in c]
+                pid, lo, h, c = _take(keep, pid, lo, h, c)
                 m = len(pid)
             lb, cand = self._evaluate(lo, h, c)
             ub.scatter_reduce_(0, pid, cand, reduce="amin")
-            big = h[0] > self.step
-            for x in h[1:]:
-                big |= x > self.step
-            keep = self._open(pid, lo, h, c, lb, ub, big)
+            keep = self._open(pid, lo, h, c, lb, ub, (h > self.step).any(0))
             if len(keep) == 0:
                 continue
             if len(keep) < m:
-                pid = pid.index_select(0, keep)
-                lo = [x.index_select(0, keep) for x in lo]
-                h = [x.index_select(0, keep) for x in h]
-                c = [x.index_select(0, keep) for x in c]
+                pid, lo, h, c = _take(keep, pid, lo, h, c)
             for child in self._children_chunks(pid, lo, h, c, ub):
                 stack.append((*child, True))
 
     def _split(self, pid, lo, h, c, ub):
         """Children (clipped, in chunks) of the boxes still larger than the search step."""
-        big = h[0] > self.step
-        for x in h[1:]:
-            big |= x > self.step
-        keep = torch.nonzero(big).squeeze(1)
-        if len(keep) == 0:
-            return
-        pick = lambda x: x.index_select(0, keep)  # noqa: E731
-        yield from self._children_chunks(pick(pid), [pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c], ub)
+        keep = torch.nonzero((h > self.step).any(0)).squeeze(1)
+        if len(keep):
+            yield from self._children_chunks(*_take(keep, pid, lo, h, c), ub)
 
     def _children_chunks(self, pid, lo, h, c, ub):
         """:meth:`_children` of at most ``_MAX_BOXES >> N`` parents at a time.
@@ -880,21 +889,22 @@ class _Search:
         step = max(1, _MAX_BOXES >> self.n)
         for s in range(0, len(pid), step):
             sl = slice(s, s + step)
-            child = self._children(pid[sl], [x[sl] for x in lo], [x[sl] for x in h], [x[sl] for x in c], ub)
+            child = self._children(pid[sl], lo[:, sl], h[:, sl], c[:, sl], ub)
             if child is not None:
                 yield child
 
     def _children(self, pid, lo, h, c, ub):
         """Split boxes in 2^N halves; keep the children near enough to beat ``ub``."""
         n, m = self.n, len(pid)
-        half = [x * 0.5 for x in h]
+        half = h * 0.5
         # squared distance from the point to each child: sum over axes of lower/upper half
+        ends = torch.stack([lo, lo + half])  # (2, N, m)
+        gap = ends.clamp(min=0) + (-(ends + half)).clamp(min=0)
+        gap = gap * gap
         dist = None
         for a in range(n):
-            los = torch.stack([lo[a], lo[a] + half[a]])  # (2, m)
-            gap = los.clamp(min=0) + (-(los + half[a])).clamp(min=0)
-            gap = (gap * gap).reshape((1,) * a + (2,) + (1,) * (n - 1 - a) + (m,))
-            dist = gap if dist is None else dist + gap
+            x = gap[:, a].reshape((1,) * a + (2,) + (1,) * (n - 1 - a) + (m,))
+            dist = x if dist is None else dist + x
         dist = dist.reshape(1 << n, m)  # child index bits: axis a is bit (N - 1 - a)
         keep = torch.nonzero((dist < self._below(ub.index_select(0, pid))[None, :]).reshape(-1)).squeeze(1)
         if len(keep) == 0:
@@ -903,64 +913,54 @@ class _Search:
         bi = keep - ci * m
         pid = pid.index_select(0, bi)
         rho = torch.sqrt(self._below(ub.index_select(0, pid)))
-        lo_c, h_c = [], []
-        c = [x.index_select(0, bi) for x in c]
-        for a, bit in enumerate(self.bits):
-            # the child's extent along a (lower or upper half), clipped to [-rho, rho]
-            up = ((ci & bit) != 0).to(self.dtype)
-            la = lo[a].index_select(0, bi)
-            ha = h[a].index_select(0, bi)
-            a0 = la + up * (0.5 * ha)
-            new_lo = torch.maximum(a0, -rho)
-            new_hi = torch.maximum(torch.minimum(a0 + 0.5 * ha, rho), new_lo)
-            # substitute xi_a = m + s xi'_a in the parent's coefficients
-            inv = 1.0 / ha
-            mid = (new_lo + new_hi - 2.0 * la) * inv - 1.0
-            scl = (new_hi - new_lo) * inv
-            for S in self.subsets:
-                if not S & bit:
-                    c[S] = c[S] + mid * c[S | bit]
-                    c[S | bit] = scl * c[S | bit]
-            lo_c.append(new_lo)
-            h_c.append((new_hi - new_lo).clamp(min=1e-12))
-        return pid, lo_c, h_c, c
+        # the child's extent per axis (lower or upper half), clipped to [-rho, rho]
+        up = ((ci & self.axis_bits[:, None]) != 0).to(self.dtype)  # (N, children)
+        la, ha = lo.index_select(1, bi), h.index_select(1, bi)
+        a0 = la + up * (0.5 * ha)
+        new_lo = torch.maximum(a0, -rho)
+        new_hi = torch.maximum(torch.minimum(a0 + 0.5 * ha, rho), new_lo)
+        inv = 1.0 / ha
+        c = self._substitute(c.index_select(1, bi), (new_lo + new_hi - 2.0 * la) * inv - 1.0, (new_hi - new_lo) * inv)
+        return pid, new_lo, (new_hi - new_lo).clamp(min=1e-12), c
 
     def _clip(self, lo, h, c, rho):
         """Shrink boxes to the cube [-rho, rho]^N (nothing outside can beat gamma = rho)."""
-        lo, h, c = list(lo), list(h), list(c)
-        for a, bit in enumerate(self.bits):
-            hi = lo[a] + h[a]
-            new_lo = torch.maximum(lo[a], -rho)
-            new_hi = torch.maximum(torch.minimum(hi, rho), new_lo)
-            inv = 1.0 / h[a]
-            m = (new_lo + new_hi - 2.0 * lo[a]) * inv - 1.0  # new centre, old xi units
-            s = (new_hi - new_lo) * inv  # new half width, old xi units
-            for S in self.subsets:
-                if not S & bit:
-                    c[S] = c[S] + m * c[S | bit]
-                    c[S | bit] = s * c[S | bit]
-            lo[a] = new_lo
-            h[a] = (new_hi - new_lo).clamp(min=1e-12)
-        return lo, h, c
+        new_lo = torch.maximum(lo, -rho)
+        new_hi = torch.maximum(torch.minimum(lo + h, rho), new_lo)
+        inv = 1.0 / h
+        # new centre and half width, in the old xi units
+        c = self._substitute(c.clone(), (new_lo + new_hi - 2.0 * lo) * inv - 1.0, (new_hi - new_lo) * inv)
+        return new_lo, (new_hi - new_lo).clamp(min=1e-12), c
+
+    def _substitute(self, c, mid, scl):
+        """Coefficients over a sub-box: xi_a = mid_a + scl_a xi'_a on every axis (in place on ``c``)."""
+        cv = c.view((2,) * self.n + (-1,))  # one dimension per axis: the subset lacks / holds it
+        for a in range(self.n):
+            with_a = cv.select(a, 1)
+            cv.select(a, 0).addcmul_(mid[a], with_a)
+            with_a.mul_(scl[a])
+        return c
 
     # -- one box -------------------------------------------------------------------------
     def _multilinear(self, c, xi):
-        """q(xi) from centred coefficients."""
-        v = list(c)
-        for a, bit in enumerate(self.bits):
-            for S in self.subsets:
-                if not S & bit:
-                    v[S] = v[S] + v[S | bit] * xi[a]
-        return v[0]
+        """q(xi) from centred coefficients (xi: N rows)."""
+        cur = c.view((2,) * self.n + (-1,))
+        for a in range(self.n):
+            cur = cur[0] + cur[1] * xi[a]
+        return cur
+
+    def _partial(self, c, xi, a):
+        """dq/dxi_a at ``xi`` (the coefficient of xi_a, a multilinear function of the others)."""
+        cur = c.view((2,) * self.n + (-1,)).select(a, 1)
+        for b in range(self.n):
+            if b != a:
+                cur = cur[0] + cur[1] * xi[b]
+        return cur
 
     def _linear_model(self, lo, h, c):
         """(alpha, g, hi): the box's dose without its nonlinear terms is alpha + g.y (y units)."""
-        g = [2.0 * c[bit] / h[a] for a, bit in enumerate(self.bits)]
-        hi = [lo[a] + h[a] for a in range(self.n)]
-        alpha = c[0]
-        for a, bit in enumerate(self.bits):
-            alpha = alpha - c[bit] * (2.0 * lo[a] / h[a] + 1.0)
-        return alpha, g, hi
+        cb = c.index_select(0, self.axis_bits)  # coefficients of the single axes
+        return c[0] - (cb * (2.0 * lo / h + 1.0)).sum(0), 2.0 * cb / h, lo + h
 
     def _evaluate(self, lo, h, c):
         """Lower bound of gamma^2 over each box, and gamma^2 at a good point of the box.
@@ -972,16 +972,15 @@ class _Search:
         the problem with the dose free to move within the remainder's range, at the
         multiplier from those steps (any multiplier gives a valid bound).
         """
-        n = self.n
         alpha, g, hi = self._linear_model(lo, h, c)
         # range of the nonlinear remainder: a multilinear function, extreme at the corners
         rem = None
         if self.nonlinear:
-            v = self.to_corners[:, self.nonlinear] @ torch.stack([c[S] for S in self.nonlinear])
+            v = self.to_corners_nl @ c
             rem = (v.amin(0), v.amax(0))
         t = _newton(alpha, g, lo, hi)
         y = _clamp_step(t, g, lo, hi)
-        q = self._multilinear(c, [(2.0 * (y[a] - lo[a]) / h[a] - 1.0).clamp(-1, 1) for a in range(n)])
+        q = self._multilinear(c, (2.0 * (y - lo) / h - 1.0).clamp(-1, 1))
         return _dual_bound(alpha, g, rem, lo, hi, t), _norm2(y) + q * q
 
     def _slope_bound(self, lo, h, c):
@@ -989,50 +988,26 @@ class _Search:
 
         From that corner y0, q(y) >= q(y0) + sum_a k_a (y_a - y0_a) with k_a the least slope
         of q along a over the box (moving away from y0: the signs of y_a - y0_a are fixed);
-        the slope of a multilinear q along a varies by at most the sum of |c_S|, a in S,
-        |S| >= 2. So gamma^2 >= |y|^2 + (that linear function)_+^2 (for q(y0) >= 0; the
-        mirror image otherwise), whose dual bound is taken at any multiplier >= 0. Unlike
-        the centred bound its error vanishes at y0, where the minimum often lies (at the
-        reference point, on a face of the search cube).
+        the slope of a multilinear q along a is a multilinear function of the other
+        coordinates, extreme at their corners. So gamma^2 >= |y|^2 + (that linear
+        function)_+^2 (for q(y0) >= 0; the mirror image otherwise), whose dual bound is
+        taken at any multiplier >= 0. Unlike the centred bound its error vanishes at y0,
+        where the minimum often lies (at the reference point, on a face of the search cube).
         """
         n = self.n
-        hi = [lo[a] + h[a] for a in range(n)]
-        # anchor corner: per axis the end nearer to 0 (sign +1: upper end)
-        up = [hi[a] < -lo[a] for a in range(n)]
-        up_f = [x.to(self.dtype) for x in up]
-        sg = [x * 2.0 - 1.0 for x in up_f]
-        q0 = self._multilinear(c, sg)
+        hi = lo + h
+        # anchor corner: per axis the end nearer to 0 (upper end: up = 1)
+        up = (hi < -lo).to(self.dtype)
+        q0 = self._multilinear(c, up * 2.0 - 1.0)
         flip = _sign(q0)
-        alpha = q0 * flip
-        ks = []
-        for a, bit in enumerate(self.bits):
-            # slope of flip * q along a (xi units): flip * c[bit] plus a multilinear
-            # function of the other coordinates, whose range is found at their corners
-            terms = [S for S in self.nonlinear if S & bit]
-            slope = flip * c[bit]
-            if terms:
-                fc = {S: flip * c[S] for S in terms}
-                others = [b for b in self.bits if b != bit]
-                emin = emax = None
-                for signs in itertools.product((1.0, -1.0), repeat=len(others)):
-                    e = None
-                    for S in terms:
-                        neg = sum(1 for b, sb in zip(others, signs) if S & b and sb < 0) % 2
-                        x = fc[S]
-                        e = (-x if neg else x) if e is None else (e - x if neg else e + x)
-                    emin = e if emin is None else torch.minimum(emin, e)
-                    emax = e if emax is None else torch.maximum(emax, e)
-                # moving away from the anchor: towards +y the least slope counts, towards
-                # -y (upper anchor) the greatest
-                k = slope + emin + up_f[a] * (emax - emin)
-            else:
-                k = slope
-            k = k * (2.0 / h[a])
-            y0 = lo[a] + up_f[a] * h[a]
-            alpha = alpha - k * y0
-            ks.append(k)
-        t = _newton(alpha, ks, lo, hi).clamp(min=0)
-        return _dual_bound(alpha, ks, None, lo, hi, t)
+        # slopes of flip * q along each axis (xi units) at the corners of the other axes;
+        # moving away from the anchor: towards +y the least counts, towards -y the greatest
+        v = (self.slope_corners @ c).view(n, -1, len(q0)) * flip
+        kmin, kmax = v.amin(1), v.amax(1)
+        k = (kmin + up * (kmax - kmin)) * (2.0 / h)
+        alpha = q0 * flip - (k * (lo + up * h)).sum(0)
+        t = _newton(alpha, k, lo, hi).clamp(min=0)
+        return _dual_bound(alpha, k, None, lo, hi, t)
 
     def _convex_bound(self, lo, h, c):
         """Third lower bound of gamma^2 over each box: the dual function made convex (alpha-BB).
@@ -1054,45 +1029,21 @@ class _Search:
         n = self.n
         alpha, g, hi = self._linear_model(lo, h, c)
         y = _clamp_step(_newton(alpha, g, lo, hi), g, lo, hi)
-        inv_h = [1.0 / x for x in h]
-        # row sums of |mixed second derivatives| (y units) over the box
-        rows = [None] * n
-        for a in range(n):
-            for b in range(a + 1, n):
-                s = None
-                for S in self.nonlinear:
-                    if S & self.bits[a] and S & self.bits[b]:
-                        s = c[S].abs() if s is None else s + c[S].abs()
-                s = s * (4.0 * inv_h[a] * inv_h[b])
-                rows[a] = s if rows[a] is None else rows[a] + s
-                rows[b] = s if rows[b] is None else rows[b] + s
-        xi = [(2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1) for a in range(n)]
+        inv_h = 1.0 / h
+        # Gershgorin: row sums of |mixed second derivatives| (y units) over the box
+        mixed = (self.pair_terms @ c.abs()) * (4.0 * inv_h.index_select(0, self.pair_a) * inv_h.index_select(0, self.pair_b))
+        rows = self.pair_rows @ mixed
+        xi = (2.0 * (y - lo) * inv_h - 1.0).clamp(-1, 1)
         lam = self._multilinear(c, xi)
-        al = [(lam.abs() * r - 1.0).clamp(min=0) for r in rows]
-        for a in range(n):  # one sweep of exact coordinate minimisation
+        al = (lam.abs() * rows - 1.0).clamp(min=0)
+        mid = lo + hi
+        for a in range(n):  # one sweep of exact coordinate minimisation (rows of y, xi in place)
             slope = 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
-            ya = (al[a] * (lo[a] + hi[a]) - slope) / (2.0 * (1.0 + al[a]))
-            y[a] = torch.minimum(torch.maximum(ya, lo[a]), hi[a])
+            y[a] = torch.minimum(torch.maximum((al[a] * mid[a] - slope) / (2.0 * (1.0 + al[a])), lo[a]), hi[a])
             xi[a] = (2.0 * (y[a] - lo[a]) * inv_h[a] - 1.0).clamp(-1, 1)
         lb = 2.0 * lam * self._multilinear(c, xi) - lam * lam
-        for a in range(n):
-            lb = lb + y[a] * y[a] + al[a] * (y[a] - lo[a]) * (y[a] - hi[a])
-            grad = 2.0 * (1.0 + al[a]) * y[a] - al[a] * (lo[a] + hi[a]) + 4.0 * lam * self._partial(c, xi, a) * inv_h[a]
-            lb = lb + torch.minimum(grad * (lo[a] - y[a]), grad * (hi[a] - y[a]))
-        return lb
-
-    def _partial(self, c, xi, a):
-        """dq/dxi_a at ``xi`` (the coefficient of xi_a, a multilinear function of the others)."""
-        bit = self.bits[a]
-        out = None
-        for S in self.subsets:
-            if S & bit:
-                term = c[S]
-                for b, bb in enumerate(self.bits):
-                    if b != a and S & bb:
-                        term = term * xi[b]
-                out = term if out is None else out + term
-        return out
+        grad = 2.0 * (1.0 + al) * y - al * mid + 4.0 * lam * torch.stack([self._partial(c, xi, a) for a in range(n)]) * inv_h
+        return lb + (y * y + al * (y - lo) * (y - hi) + torch.minimum(grad * (lo - y), grad * (hi - y))).sum(0)
 
     def _open(self, pid, lo, h, c, lb, ub, mask=None):
         """Indices of boxes (among ``mask``) that may beat ``ub`` by more than the tolerance.
@@ -1105,15 +1056,20 @@ class _Search:
         keep = torch.nonzero(lb < thr if mask is None else (lb < thr) & mask).squeeze(1)
         if len(keep) == 0 or not self.nonlinear:
             return keep
-        pick = lambda x: x.index_select(0, keep)  # noqa: E731
-        lo, h, c, thr = [pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c], pick(thr)
+        _, lo, h, c = _take(keep, None, lo, h, c)
+        thr = thr.index_select(0, keep)
         still = torch.nonzero(~(self._convex_bound(lo, h, c) >= thr)).squeeze(1)  # NaN: open
         if len(still) == 0:
             return still
         keep = keep.index_select(0, still)
-        pick = lambda x: x.index_select(0, still)  # noqa: E731
-        lb3 = self._slope_bound([pick(x) for x in lo], [pick(x) for x in h], [pick(x) for x in c])
-        return keep.masked_select(lb3 < pick(thr))
+        lb3 = self._slope_bound(*_take(still, None, lo, h, c)[1:])
+        return keep.masked_select(lb3 < thr.index_select(0, still))
+
+
+def _take(keep, pid, lo, h, c):
+    """The boxes ``keep`` of (pid, lo, h, c) (pid may be None)."""
+    return (None if pid is None else pid.index_select(0, keep), lo.index_select(1, keep), h.index_select(1, keep),
+            c.index_select(1, keep))
 
 
 def _sign(x):
@@ -1122,33 +1078,28 @@ def _sign(x):
 
 
 def _norm2(y):
-    out = y[0] * y[0]
-    for x in y[1:]:
-        out = out + x * x
-    return out
+    """|y|^2 of vectors stacked along the first dimension."""
+    return (y * y).sum(0)
 
 
 def _clamp_step(t, g, lo, hi):
-    return [torch.minimum(torch.maximum(-t * ga, la), ha) for ga, la, ha in zip(g, lo, hi)]
+    return torch.minimum(torch.maximum(-t * g, lo), hi)
 
 
 def _newton(alpha, g, lo, hi):
     """Residual t of min over the box [lo, hi] of |y|^2 + (alpha + g.y)^2 (approximately).
 
-    At the optimum y = clamp(-t g, lo, hi) and t = alpha + g . y: Newton steps on that
-    scalar equation from the unconstrained solution.
+    ``g`` stacks the axes along its first dimension; ``lo`` and ``hi`` broadcast to it. At
+    the optimum y = clamp(-t g, lo, hi) and t = alpha + g . y: Newton steps on that scalar
+    equation from the unconstrained solution.
     """
-    g2 = [ga * ga for ga in g]
-    t = alpha / (1.0 + sum(g2[1:], g2[0]))
+    g2 = g * g
+    t = alpha / (1.0 + g2.sum(0))
     for _ in range(_NEWTON):
-        s, slope = alpha, None
-        for ga, g2a, la, ha in zip(g, g2, lo, hi):
-            z = -t * ga
-            y = torch.minimum(torch.maximum(z, la), ha)
-            s = s + ga * y
-            free = g2a * (y == z)
-            slope = free if slope is None else slope + free
-        t = t - (t - s) / (slope + 1.0)
+        z = -t * g
+        y = torch.minimum(torch.maximum(z, lo), hi)
+        s = alpha + (g * y).sum(0)
+        t = t - (t - s) / ((g2 * (y == z)).sum(0) + 1.0)
     return t
 
 
@@ -1158,6 +1109,7 @@ def _dual_bound(alpha, g, rem, lo, hi, t):
     Lagrangian dual: for any multiplier lam, sum_a min_{y_a} (y_a^2 + 2 lam g_a y_a) +
     2 lam alpha + 2 min(lam rlo, lam rhi) - lam^2 is below it; lam is the Newton residual
     moved into the remainder's range. Never below the squared distance to the box.
+    (Axes stacked along the first dimension of ``g``; ``lo``, ``hi`` broadcast to it.)
     """
     if rem is None:
         lam = t
@@ -1166,32 +1118,31 @@ def _dual_bound(alpha, g, rem, lo, hi, t):
         rlo, rhi = rem
         lam = (t - rhi).clamp(min=0) + (t - rlo).clamp(max=0)
         lb = 2.0 * lam * alpha - lam * lam + 2.0 * torch.minimum(lam * rlo, lam * rhi)
-    near = None
-    for ga, la, ha in zip(g, lo, hi):
-        ya = torch.minimum(torch.maximum(-lam * ga, la), ha)
-        lb = lb + ya * (ya + 2.0 * lam * ga)
-        y0 = torch.minimum(la.clamp(min=0), ha)
-        near = y0 * y0 if near is None else near + y0 * y0
-    return torch.maximum(lb, near)
+    y = torch.minimum(torch.maximum(-lam * g, lo), hi)
+    lb = lb + (y * (y + 2.0 * lam * g)).sum(0)
+    y0 = torch.minimum(lo.clamp(min=0), hi).expand(g.shape)
+    return torch.maximum(lb, (y0 * y0).sum(0))
 
 
 def _separable(v, y, hm, hp):
-    """Dose at offsets ``y`` from 3^N values ``v`` at {-hm, 0, hp}^N (multilinear per piece)."""
+    """Dose at offsets ``y`` (N, P) from values ``v`` (3, ..., 3, P) at {-hm, 0, hp}^N (multilinear per piece)."""
     cur = v
     for a in range(len(y)):
-        up = (y[a] >= 0).to(y[a].dtype)
+        up = (y[a] >= 0).to(y.dtype)
         f = y[a].abs() / (hm[a] + up * (hp[a] - hm[a]))
-        cur = {o: torch.lerp(cur[(0,) + o], torch.lerp(cur[(-1,) + o], cur[(1,) + o], up), f) for o in {k[1:] for k in cur}}
-    return cur[()]
+        cur = torch.lerp(cur[1], torch.lerp(cur[0], cur[2], up), f)
+    return cur
 
 
 def _lerp_cube(v, rho, hm, hp):
-    """Values at {-rho, 0, rho}^N from values at {-hm, 0, hp}^N (piecewise multilinear)."""
-    cur = dict(v)
+    """Values at {-rho, 0, rho}^N from values ``v`` (3, ..., 3, P) at {-hm, 0, hp}^N (piecewise multilinear)."""
+    out = v.clone()
     for a in range(len(hm)):
-        f = {-1: rho / hm[a], 1: rho / hp[a]}
-        cur = {o: x if o[a] == 0 else torch.lerp(cur[o[:a] + (0,) + o[a + 1 :]], x, f[o[a]]) for o, x in cur.items()}
-    return cur
+        mid = out.narrow(a, 1, 1)
+        for end, h in ((0, hm[a]), (2, hp[a])):
+            side = out.narrow(a, end, 1)
+            side.copy_(torch.lerp(mid, side, rho / h))
+    return out
 
 
 def _tol_max(step: float, dta: float) -> float:
