@@ -235,8 +235,9 @@ def gamma(
     if dev.type == "cpu" and threads is not None:
         torch.set_num_threads(max(1, int(threads)))
     try:
-        values = _values_at(flat, ref, ev, ax_ref, ax_ev, keep, dd_percent=dd, norm=None if local else norm,
-                            dta=dta, step=dta / interp_fraction, max_gamma=max_gamma, device=dev)
+        with torch.inference_mode():  # no autograd bookkeeping on the search's many small operations
+            values = _values_at(flat, ref, ev, ax_ref, ax_ev, keep, dd_percent=dd, norm=None if local else norm,
+                                dta=dta, step=dta / interp_fraction, max_gamma=max_gamma, device=dev)
     finally:
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
@@ -484,7 +485,12 @@ class _Search:
         self.g2_cap = float(max_gamma) ** 2
         self.bits = [1 << (n - 1 - a) for a in range(n)]
         self.subsets = list(range(1 << n))
-        E = torch.as_tensor(ev, dtype=self.dtype, device=device)
+        # on the CPU the dose is read in place (float64) and converted where gathered: the
+        # search reads a small part of the grid, converting all of it cost more
+        if torch.device(device).type == "cpu":
+            E = torch.as_tensor(ev if ev.flags.writeable else ev.copy(), device=device)  # (torch warns on read-only arrays)
+        else:
+            E = torch.as_tensor(ev, dtype=self.dtype, device=device)
         self.ax = [torch.as_tensor(a, dtype=self.dtype, device=device).contiguous() for a in axes]
         self.ax_next = [a[1:].contiguous() for a in self.ax]
         self.ax_prev = [a[:-1].contiguous() for a in self.ax]
@@ -531,11 +537,15 @@ class _Search:
     def _below(self, ub):
         return _below(ub, self.tol_max)
 
+    def _dose(self, flat):
+        """Evaluation dose at flat node indices (float32)."""
+        return self.E.index_select(0, flat).to(self.dtype)
+
     def _cell_range(self):
         """Least and greatest evaluation dose of each cell (flat, cell order)."""
         if self._crange is None:
             n = self.n
-            cmin = cmax = self._E3
+            cmin = cmax = self._E3.to(self.dtype)
             for a in range(n):
                 lo = [slice(None)] * n
                 hi = [slice(None)] * n
@@ -559,7 +569,7 @@ class _Search:
             base = torch.zeros_like(sel)
             for a in range(n):
                 base += node[a].index_select(0, sel) * self.e_strides[a]
-            q0 = (self.E.index_select(0, base) - d.index_select(0, sel)) * sw.index_select(0, sel)
+            q0 = (self._dose(base) - d.index_select(0, sel)) * sw.index_select(0, sel)
             q2 = torch.clamp(q0 * q0, max=self.g2_cap)
             ub.index_copy_(0, sel, q2)
             done.index_fill_(0, sel.masked_select(self._below(q2) <= 0), True)
@@ -680,7 +690,7 @@ class _Search:
         base = node[0] * self.e_strides[0]
         for a in range(1, n):
             base = base + node[a] * self.e_strides[a]
-        V = (self.E.index_select(0, (base + self.stencil).reshape(-1)).view(-1, P) - d) * sw  # (3^N, P)
+        V = (self._dose((base + self.stencil).reshape(-1)).view(-1, P) - d) * sw  # (3^N, P)
         H = self.h_cat.index_select(0, (torch.stack(node) + self.h_off).reshape(-1)).view(2, n, P)
         hm, hp = H[0], H[1]  # cell sizes below and above the node, per axis
         q0 = V[self.center]
@@ -790,7 +800,7 @@ class _Search:
             lo.append((x0 - r[a].index_select(0, pid)) / dta)
             h.append((x1 - x0) / dta)
             base += idx[a] * self.e_strides[a]
-        c = self.to_coef @ self.E.index_select(0, (base + self.corner_off).reshape(-1)).view(1 << n, -1)
+        c = self.to_coef @ self._dose((base + self.corner_off).reshape(-1)).view(1 << n, -1)
         c[0] -= d.index_select(0, pid)
         return torch.stack(lo), torch.stack(h), c * sw.index_select(0, pid)
 
