@@ -571,9 +571,10 @@ class _Search:
         ub = torch.full((P,), self.g2_cap, dtype=self.dtype, device=self.device)
         done = torch.zeros(P, dtype=torch.bool, device=self.device)
         node, on_any, interior = nodes if nodes is not None else self._nodes(r)
-        # points on a node whose dose difference there is already within the tolerance
-        # of zero need no search (nothing can beat it by more than the tolerance)
-        sel = torch.nonzero(on_any).squeeze(1)
+        # points on a boundary node whose dose difference there is already within the
+        # tolerance of zero need no search (nothing can beat it by more than the tolerance);
+        # _on_node makes the same test, and more, on interior nodes
+        sel = torch.nonzero(on_any & ~interior).squeeze(1)
         if len(sel):
             base = torch.zeros_like(sel)
             for a in range(n):
@@ -586,7 +587,7 @@ class _Search:
         # end: one branch and bound instead of two, each of whose levels costs a few hundred
         # tensor operations however few boxes it holds
         deferred = []
-        inner = torch.nonzero(interior & ~done).squeeze(1)
+        inner = torch.nonzero(interior).squeeze(1)
         chunks = -(-len(inner) // _NODE_CHUNK)
         for sel in inner.tensor_split(chunks) if chunks else ():
             # in even chunks: its stacked temporaries (~100 floats a point) stay small
@@ -607,13 +608,16 @@ class _Search:
         if deferred:
             cat = lambda k: torch.cat([b[k] for b in deferred], dim=-1)  # noqa: E731
             self._refine(cat(0), cat(1), cat(2), cat(3), ub, clipped=True)
-        # NaN where the evaluation grid is out of reach
-        reach = torch.zeros_like(d)
-        for a in range(n):
-            gap = (self.ax[a][0] - r[a]).clamp(min=0) + (r[a] - self.ax[a][-1]).clamp(min=0)
-            reach += gap * gap
+        # NaN where the evaluation grid is out of reach (points on nodes are on it)
         g = torch.sqrt(ub.clamp_(min=0, max=self.g2_cap))
-        g[reach / dta**2 > self.g2_cap * (1 + 1e-6)] = float("nan")
+        off = torch.nonzero(~on_any).squeeze(1)
+        if len(off):
+            reach = torch.zeros(len(off), dtype=self.dtype, device=self.device)
+            for a in range(n):
+                ra = r[a].index_select(0, off)
+                gap = (self.ax[a][0] - ra).clamp(min=0) + (ra - self.ax[a][-1]).clamp(min=0)
+                reach += gap * gap
+            g.index_fill_(0, off.masked_select(reach / dta**2 > self.g2_cap * (1 + 1e-6)), float("nan"))
         return g
 
     def _nodes(self, r):
@@ -722,6 +726,10 @@ class _Search:
             dist = self.diag_m @ (hm * hm).index_select(1, far) + self.diag_p @ (hp * hp).index_select(1, far)
             vd = V.index_select(0, self.diag).index_select(1, far)
             ub.index_copy_(0, far, torch.minimum(ub.index_select(0, far), (dist + vd * vd).amin(0)))
+        # a point whose value at the node is within the tolerance of zero keeps that value,
+        # as when _values_at settles it on a shared grid (the same result either way)
+        q2 = torch.clamp(q0 * q0, max=self.g2_cap)
+        ub = torch.where(self._below(q2) <= 0, q2, ub)
         rho = torch.sqrt(ub)
         # nothing beyond |y| = sqrt(self._below(ub)) can beat ub by more than the tolerance
         below = self._below(ub)
