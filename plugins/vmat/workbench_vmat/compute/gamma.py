@@ -344,66 +344,71 @@ def _values_at(flat, ref, ev, ax_ref, ax_ev, keep, *, dd_percent, norm, dta, ste
 
     ``norm``: the dose that ``dd_percent`` is a percentage of, or None for local gamma.
     """
-    values = np.full(flat.size, np.nan, dtype=np.float32)
     if not flat.size:
-        return values
+        return np.full(0, np.nan, dtype=np.float32)
     dose = ref.reshape(-1)[flat]
-    dd_abs = dd_percent / 100.0 * (dose if norm is None else np.full_like(dose, norm))
-    todo = np.arange(flat.size)
+    dd_abs = dd_percent / 100.0 * (dose if norm is None else norm)  # per point, or one number
+    todo = None
     if ev.shape == ref.shape and all(np.array_equal(ax_ref[a], ax_ev[a]) for a in keep):
         # same grid: a point whose dose difference at its own node is within the tolerance
         # of zero is settled without a search (nothing can beat it by more); done here on
         # flat indices, before any per-axis bookkeeping (on smooth doses, most points)
-        g0 = np.abs(ev.reshape(-1)[flat] - dose) / dd_abs
-        settled = g0 <= _settled_below(_tol_max(step, dta))
-        values[settled] = np.minimum(g0[settled], max_gamma)
-        todo = np.flatnonzero(~settled)
+        g0 = np.abs(ev.reshape(-1)[flat] - dose)
+        g0 /= dd_abs
+        values = np.minimum(g0, max_gamma).astype(np.float32)  # the points searched below are overwritten
+        todo = np.flatnonzero(g0 > _settled_below(_tol_max(step, dta)))
         if not todo.size:
             return values
-    idx = np.unravel_index(flat[todo], ref.shape)
-    values[todo] = _gamma_points(
-        np.stack([ax_ref[a][idx[a]] for a in keep], axis=1),
-        dose[todo],
-        1.0 / dd_abs[todo] ** 2,
+        flat, dose = flat[todo], dose[todo]
+        if norm is None:
+            dd_abs = dd_abs[todo]
+    idx = [i for a, i in enumerate(np.unravel_index(flat, ref.shape)) if a in keep]
+    found = _gamma_points(
+        [ax_ref[a][i] for a, i in zip(keep, idx)],
+        dose,
+        np.full(dose.shape, 1.0 / np.square(dd_abs)) if np.ndim(dd_abs) == 0 else 1.0 / np.square(dd_abs),
         np.ascontiguousarray(ev.reshape([ev.shape[a] for a in keep])),
         [ax_ev[a] for a in keep],
         dta=dta,
         max_gamma=max_gamma,
         step=step,
         device=device,
-        nodes=_node_tables([ax_ref[a] for a in keep], [ax_ev[a] for a in keep], [idx[a] for a in keep]),
+        nodes=_node_tables([ax_ref[a] for a in keep], [ax_ev[a] for a in keep], idx),
     )
+    if todo is None:
+        return found
+    values[todo] = found
     return values
 
 
 def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device, nodes=None) -> np.ndarray:
-    """gamma for reference points ``pos`` (P, N) with doses ``dose`` against ``ev``.
+    """gamma for reference points at ``pos`` (N coordinate arrays (P,)) with doses ``dose`` against ``ev``.
 
-    ``weight``: 1 / dd_abs^2 per point. ``nodes``: optional (node index (P, N), on a
-    node (P,), on an interior node (P,)) from :func:`_node_tables`. Returns float32 (P,),
-    NaN where no evaluation dose lies within ``max_gamma * dta``.
+    ``weight``: 1 / dd_abs^2 per point. ``nodes``: optional (node index per axis (P,), on
+    a node (P,), on an interior node (P,)) from :func:`_node_tables`. Returns float32
+    (P,), NaN where no evaluation dose lies within ``max_gamma * dta``.
     """
     search = _Search(ev, axes, dta=dta, max_gamma=max_gamma, step=step, device=device)
     out = np.empty(len(dose), dtype=np.float32)
     chunk = 1 << 18 if torch.device(device).type == "cpu" else 1 << 20
+    as_tensor = lambda x, **k: torch.as_tensor(np.ascontiguousarray(x), device=device, **k)  # noqa: E731
     for s in range(0, len(dose), chunk):
-        r = torch.as_tensor(pos[s : s + chunk].T.copy(), dtype=search.dtype, device=device)
-        d = torch.as_tensor(dose[s : s + chunk], dtype=search.dtype, device=device)
-        sw = torch.sqrt(torch.as_tensor(weight[s : s + chunk], dtype=search.dtype, device=device))
+        sl = slice(s, s + chunk)
+        r = [as_tensor(x[sl], dtype=search.dtype) for x in pos]
         hint = None
         if nodes is not None:
-            j, on, inner = (x[s : s + chunk] for x in nodes)
-            hint = (list(torch.as_tensor(j.T.copy(), device=device)), torch.as_tensor(on, device=device),
-                    torch.as_tensor(inner, device=device))
-        out[s : s + chunk] = search.run(list(r), d, sw, hint).cpu().numpy()
+            hint = ([as_tensor(j[sl]) for j in nodes[0]], as_tensor(nodes[1][sl]), as_tensor(nodes[2][sl]))
+        sw = torch.sqrt(as_tensor(weight[sl], dtype=search.dtype))
+        out[sl] = search.run(r, as_tensor(dose[sl], dtype=search.dtype), sw, hint).cpu().numpy()
     return out
 
 
 def _node_tables(ax_ref, ax_ev, idx):
     """Nearest evaluation node of reference points with grid indices ``idx`` (per axis).
 
-    Looked up once per reference coordinate, not per point: (node (P, N) int64, on a
-    node (P,), on an interior node (P,)), the same as ``_Search._nodes`` computes.
+    Looked up once per reference coordinate, not per point: (node index per axis (P,)
+    int64, on a node (P,), on an interior node (P,)), the same as ``_Search._nodes``
+    computes.
     """
     node, on, inner = [], None, None
     for rv, x, i in zip(ax_ref, ax_ev, idx):
@@ -411,10 +416,11 @@ def _node_tables(ax_ref, ax_ev, idx):
         j = j - (np.abs(rv - x[j - 1]) < np.abs(x[j] - rv))
         o = np.abs(x[j] - rv) <= 1e-4
         inn = o & (j >= 1) & (j <= len(x) - 2)
-        node.append(j[i])
-        on = o[i] if on is None else on & o[i]
+        node.append(j.astype(np.int64)[i])
+        if not o.all():  # (on a shared or nested grid every coordinate is on a node)
+            on = o[i] if on is None else on & o[i]
         inner = inn[i] if inner is None else inner & inn[i]
-    return np.stack(node, axis=1).astype(np.int64), on, inner
+    return node, np.ones(len(idx[0]), dtype=bool) if on is None else on, inner
 
 
 @functools.lru_cache(maxsize=None)
