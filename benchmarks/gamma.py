@@ -12,11 +12,12 @@ Sizes are SLICESxROWSxCOLS (96x96 in-plane, 64 slices = 64x96x96), 2.5 mm voxels
 pymedphys needs numba (its interpolation is JIT-compiled; a small warm-up call compiles
 it before timing). Timings are wall clock of the fastest of --repeat calls (default 3)
 for each side alike, after warm-ups; all of ours run before pymedphys (see the note in
-main). The cpu columns are process CPU seconds during that call (pymedphys: summed over
-its numba threads, which use every core; ours: one torch thread by default, --threads 2
-to give it the cores pymedphys gets); on a machine shared with other busy processes the
-wall-clock ratio depends on how much of each core each side got, the CPU-time ratio
-much less.
+main). Ours runs twice by default: on one torch thread (what gamma() does unless told
+otherwise) and on as many threads as there are cores, which is what pymedphys gets (its
+numba threads use every core); --threads picks other counts. The cpu columns are process
+CPU seconds during the call, summed over threads; on a machine shared with other busy
+processes the wall-clock ratio depends on how much of each core each side got, the
+CPU-time ratio much less.
 """
 from __future__ import annotations
 
@@ -96,13 +97,13 @@ def run_pymedphys(axes, ref, ev, a, interp_fraction=None, repeat=1):
     return 100.0 * np.count_nonzero(v <= 1) / v.size, v.size, dt, dc
 
 
-def run_ours(axes, ref, ev, a, device, repeat=1):
+def run_ours(axes, ref, ev, a, device, repeat=1, threads=1):
     import torch
     from workbench_vmat.compute.gamma import gamma
 
     def call():
         r = gamma(ref, ev, axes_reference=axes, dd=a.dd, dta=a.dta, cutoff=a.cutoff, interp_fraction=a.interp_fraction,
-                  max_gamma=a.max_gamma, device=device, threads=a.threads or None)
+                  max_gamma=a.max_gamma, device=device, threads=threads)
         if device == "cuda":
             torch.cuda.synchronize()
         return r
@@ -131,8 +132,9 @@ def main() -> int:
     ap.add_argument("--cutoff", type=float, default=10.0)
     ap.add_argument("--interp-fraction", type=float, default=10)
     ap.add_argument("--max-gamma", type=float, default=2.0)
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads for ours (default 1, as gamma() does; 0: torch's own setting)")
+    ap.add_argument("--threads", default=None,
+                    help="comma-separated torch CPU thread counts to time ours with (default: 1, as gamma() "
+                         "does, and the number of cores, as pymedphys gets)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="calls per pair and method; the fastest counts, for both sides alike (default 3)")
     ap.add_argument("--no-pymedphys", action="store_true", help="time ours only")
@@ -165,13 +167,15 @@ def main() -> int:
     run_ours(w_axes, w_ref, w_ev, a, "cpu")  # warm-up
     if cuda:
         run_ours(w_axes, w_ref, w_ev, a, "cuda")
+    threads = [int(t) for t in a.threads.split(",")] if a.threads else sorted({1, os.cpu_count() or 1})
     ours, on_cuda = {}, {}
     for shape, kind in cases:
         axes, ref, ev = pair(shape, spacing, kind)
-        ours[shape, kind] = run_ours(axes, ref, ev, a, "cpu", a.repeat)
+        ours[shape, kind] = [run_ours(axes, ref, ev, a, "cpu", a.repeat, t) for t in threads]
         if cuda:
             on_cuda[shape, kind] = run_ours(axes, ref, ev, a, "cuda", a.repeat)
-        print(f"  ours {'x'.join(map(str, shape))} {kind}: {ours[shape, kind][2]:.2f} s", file=sys.stderr, flush=True)
+        print(f"  ours {'x'.join(map(str, shape))} {kind}: " + ", ".join(f"{r[2]:.3f} s" for r in ours[shape, kind]),
+              file=sys.stderr, flush=True)
     theirs = {}
     if use_pmp:
         run_pymedphys(w_axes, w_ref, w_ev, a)  # compiles numba's kernels
@@ -182,29 +186,36 @@ def main() -> int:
                 print(f"  pymedphys {'x'.join(map(str, shape))} {kind}: {theirs[shape, kind][2]:.2f} s", file=sys.stderr, flush=True)
 
     print(f"gamma {a.dd:g}%/{a.dta:g} mm, cutoff {a.cutoff:g}%, interp_fraction {a.interp_fraction:g}, "
-          f"max gamma {a.max_gamma:g}; {a.spacing:g} mm voxels; best of {a.repeat} calls each; {os.cpu_count()} CPUs; ours on "
-          f"{a.threads or torch.get_num_threads()} torch thread(s), pymedphys on {_numba_threads()} numba thread(s)" + (f", CUDA: {torch.cuda.get_device_name()}" if cuda else ", no CUDA"))
-    head = (f"{'size':>11} {'kind':>8} {'points':>8} | {'pmp %':>7} {'ours %':>7} {'diff pp':>7} | {'pmp s':>7} {'ours s':>7} "
-            f"{'speed-up':>8} | {'pmp cpu':>7} {'ours cpu':>8} {'cpu x':>6}")
+          f"max gamma {a.max_gamma:g}; {a.spacing:g} mm voxels; best of {a.repeat} calls each; {os.cpu_count()} CPUs; "
+          f"pymedphys on {_numba_threads()} numba thread(s)" + (f", CUDA: {torch.cuda.get_device_name()}" if cuda else ", no CUDA"))
+    print("ours on T torch threads: seconds, speed-up (pymedphys seconds / ours) and CPU-time ratio")
+    head = f"{'size':>11} {'kind':>8} {'points':>8} | {'pmp %':>7} {'ours %':>7} {'diff pp':>7} | {'pmp s':>6} {'pmp cpu':>7}"
+    for t in threads:
+        head += f" | {f'T={t} s':>7} {'x':>5} {'cpu x':>5}"
     if cuda:
         head += f" | {'cuda s':>7} {'vs pmp':>7}"
     print(head)
     print("-" * len(head))
     for shape, kind in cases:
-        ours_rate, n, ours_s, ours_c = ours[shape, kind]
+        runs = ours[shape, kind]
+        ours_rate, n = runs[0][0], runs[0][1]
         row = f"{'x'.join(map(str, shape)):>11} {kind:>8} {n:>8} | "
-        pmp_s = None
+        pmp_s = pmp_c = None
         if (shape, kind) in theirs:
             pmp_rate, pmp_n, pmp_s, pmp_c = theirs[shape, kind]
             assert pmp_n == n, (pmp_n, n)
-            row += (f"{pmp_rate:>7.2f} {ours_rate:>7.2f} {ours_rate - pmp_rate:>+7.2f} | {pmp_s:>7.2f} {ours_s:>7.3f} "
-                    f"{pmp_s / ours_s:>7.0f}x | {pmp_c:>7.2f} {ours_c:>8.3f} {pmp_c / max(ours_c, 1e-9):>5.0f}x")
+            row += f"{pmp_rate:>7.2f} {ours_rate:>7.2f} {ours_rate - pmp_rate:>+7.2f} | {pmp_s:>6.2f} {pmp_c:>7.2f}"
         else:
-            row += f"{'-':>7} {ours_rate:>7.2f} {'-':>7} | {'-':>7} {ours_s:>7.3f} {'-':>8} | {'-':>7} {ours_c:>8.3f} {'-':>6}"
+            row += f"{'-':>7} {ours_rate:>7.2f} {'-':>7} | {'-':>6} {'-':>7}"
+        for _, _, ours_s, ours_c in runs:
+            row += f" | {ours_s:>7.3f} " + (f"{pmp_s / ours_s:>4.0f}x {pmp_c / max(ours_c, 1e-9):>4.0f}x" if pmp_s else f"{'-':>5} {'-':>5}")
         if cuda:
             cuda_s = on_cuda[shape, kind][2]
             row += f" | {cuda_s:>7.3f} " + (f"{pmp_s / cuda_s:>6.0f}x" if pmp_s else f"{'-':>7}")
         print(row)
+        other = sorted({r[0] for r in runs} - {ours_rate})
+        if other:
+            print(f"{'':>29}ours on other thread counts: {', '.join(f'{x:.4f}' for x in other)} %")
         if a.converge and (shape, kind) in theirs and abs(ours_rate - theirs[shape, kind][0]) > 0.3:
             axes, ref, ev = pair(shape, spacing, kind)
             fine_rate, _, fine_s, _ = run_pymedphys(axes, ref, ev, a, interp_fraction=30)
