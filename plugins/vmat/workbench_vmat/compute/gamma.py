@@ -177,8 +177,9 @@ def gamma(
     torch device (default: CUDA when available, else CPU); computed in float32.
     ``threads``: torch CPU threads during the call (default 1; None keeps torch's
     setting, which is restored afterwards). The search issues many small tensor
-    operations: more threads gain little (~20% with 2) and, when the cores are shared
-    with other busy processes, make each operation wait for a descheduled thread
+    operations: more threads gain little (~20-30% with 2 on large searches, nothing on
+    small ones) and, when the cores are shared with other busy processes, make each
+    operation wait for a descheduled thread
     (measured 30-100x slower on a loaded 2-core machine). Worker threads searching
     chunks side by side (each on one torch thread) were tried too: on 2 cores they
     doubled the CPU time and gained no wall clock.
