@@ -257,7 +257,7 @@ def test_box_lower_bounds_never_exceed_the_minimum(ndim):
     h = torch.rand(ndim, m, generator=gen) * 1.2 + 0.05
     c = torch.randn(1 << ndim, m, generator=gen) * 0.8
     c[0] *= 1.5 / 0.8
-    centred, _ = search._evaluate(lo, h, c)
+    centred, _, _ = search._evaluate(lo, h, c)
     slope = search._slope_bound(lo, h, c)
     convex = search._convex_bound(lo, h, c)
     t = torch.linspace(-1, 1, 41 if ndim == 2 else 17)

@@ -665,7 +665,7 @@ class _Search:
             inside = ((xi >= -1 - 1e-5) & (xi <= 1 + 1e-5)).all(0)
             q0 = self._multilinear(c, xi.clamp(-1, 1))
             ub = torch.where(inside, torch.minimum(ub, q0 * q0), ub)
-            _, cand = self._evaluate(lo, h, c)
+            _, cand, _ = self._evaluate(lo, h, c)
             ub = torch.minimum(ub, cand)
 
         # every cell within sqrt(ub) * dta
@@ -796,17 +796,18 @@ class _Search:
                 return ub, cert
             # every octant is evaluated (lowering ub) before any is opened, in batches
             # small enough for the caches
-            lbs = []
+            lbs, ys = [], []
             for b in range(0, len(pid), _MAX_BOXES):
                 sl = slice(b, b + _MAX_BOXES)
-                lb_o, cand_o = self._evaluate(los[:, sl], hs[:, sl], cs[:, sl])
+                lb_o, cand_o, y_o = self._evaluate(los[:, sl], hs[:, sl], cs[:, sl])
                 ub_s.scatter_reduce_(0, pid[sl], cand_o, reduce="amin")
                 lbs.append(lb_o)
-            lb_o = torch.cat(lbs)
+                ys.append(y_o)
+            lb_o, y_o = torch.cat(lbs), torch.cat(ys, dim=1)
             for b in range(0, len(pid), _MAX_BOXES):
                 sl = slice(b, b + _MAX_BOXES)
                 boxes = (pid[sl], los[:, sl], hs[:, sl], cs[:, sl])
-                open_ = self._open(*boxes, lb_o[sl], ub_s)
+                open_ = self._open(*boxes, lb_o[sl], ub_s, y=y_o[:, sl])
                 if len(open_):
                     later += [(sel.index_select(0, k[0]), *k[1:]) for k in self._split(*_take(open_, *boxes), ub_s)]
         ub.index_copy_(0, sel, ub_s)
@@ -897,9 +898,9 @@ class _Search:
                     continue
                 pid, lo, h, c = _take(keep, pid, lo, h, c)
                 m = len(pid)
-            lb, cand = self._evaluate(lo, h, c)
+            lb, cand, y = self._evaluate(lo, h, c)
             ub.scatter_reduce_(0, pid, cand, reduce="amin")
-            keep = self._open(pid, lo, h, c, lb, ub, (h > self.step).any(0))
+            keep = self._open(pid, lo, h, c, lb, ub, (h > self.step).any(0), y)
             if len(keep) == 0:
                 continue
             if len(keep) < m:
@@ -997,7 +998,7 @@ class _Search:
         return c[0] - (cb * (2.0 * lo / h + 1.0)).sum(0), 2.0 * cb / h, lo + h
 
     def _evaluate(self, lo, h, c):
-        """Lower bound of gamma^2 over each box, and gamma^2 at a good point of the box.
+        """Lower bound of gamma^2 over each box, gamma^2 at a good point of the box, that point.
 
         The dose is its linear part alpha + g.y plus a remainder (the nonlinear terms)
         whose range over the box is that over its corners. The point is (nearly) the
@@ -1015,7 +1016,7 @@ class _Search:
         t = _newton(alpha, g, lo, hi)
         y = _clamp_step(t, g, lo, hi)
         q = self._multilinear(c, (2.0 * (y - lo) / h - 1.0).clamp(-1, 1))
-        return _dual_bound(alpha, g, rem, lo, hi, t), _norm2(y) + q * q
+        return _dual_bound(alpha, g, rem, lo, hi, t), _norm2(y) + q * q, y
 
     def _slope_bound(self, lo, h, c):
         """Second lower bound of gamma^2 over each box, tight near the corner nearest the point.
@@ -1043,7 +1044,7 @@ class _Search:
         t = _newton(alpha, k, lo, hi).clamp(min=0)
         return _dual_bound(alpha, k, None, lo, hi, t)
 
-    def _convex_bound(self, lo, h, c):
+    def _convex_bound(self, lo, h, c, y=None):
         """Third lower bound of gamma^2 over each box: the dual function made convex (alpha-BB).
 
         For any multiplier lam, gamma^2 = |y|^2 + q^2 >= phi(y) - lam^2 with phi = |y|^2 +
@@ -1058,11 +1059,14 @@ class _Search:
         The centred bound replaces the nonlinear terms by their range (a gap of ~ sum |c_S|
         everywhere); this one's gap vanishes where phi is convex and at the box faces,
         where minima often lie. On noisy doses it closes most of the boxes the other two
-        leave open (measured: ~80 % of the octants around nodes).
+        leave open (measured: ~80 % of the octants around nodes). ``y``: that minimiser
+        when known (from :meth:`_evaluate`; overwritten).
         """
         n = self.n
-        alpha, g, hi = self._linear_model(lo, h, c)
-        y = _clamp_step(_newton(alpha, g, lo, hi), g, lo, hi)
+        hi = lo + h
+        if y is None:
+            alpha, g, _ = self._linear_model(lo, h, c)
+            y = _clamp_step(_newton(alpha, g, lo, hi), g, lo, hi)
         inv_h = 1.0 / h
         # Gershgorin: row sums of |mixed second derivatives| (y units) over the box
         mixed = (self.pair_terms @ c.abs()) * (4.0 * inv_h.index_select(0, self.pair_a) * inv_h.index_select(0, self.pair_b))
@@ -1079,7 +1083,7 @@ class _Search:
         grad = 2.0 * (1.0 + al) * y - al * mid + 4.0 * lam * torch.stack([self._partial(c, xi, a) for a in range(n)]) * inv_h
         return lb + (y * y + al * (y - lo) * (y - hi) + torch.minimum(grad * (lo - y), grad * (hi - y))).sum(0)
 
-    def _open(self, pid, lo, h, c, lb, ub, mask=None):
+    def _open(self, pid, lo, h, c, lb, ub, mask=None, y=None):
         """Indices of boxes (among ``mask``) that may beat ``ub`` by more than the tolerance.
 
         The centred bound ``lb`` is tested first, then the convex bound where it failed
@@ -1092,7 +1096,7 @@ class _Search:
             return keep
         _, lo, h, c = _take(keep, None, lo, h, c)
         thr = thr.index_select(0, keep)
-        still = torch.nonzero(~(self._convex_bound(lo, h, c) >= thr)).squeeze(1)  # NaN: open
+        still = torch.nonzero(~(self._convex_bound(lo, h, c, None if y is None else y.index_select(1, keep)) >= thr)).squeeze(1)  # NaN: open
         if len(still) == 0:
             return still
         keep = keep.index_select(0, still)
