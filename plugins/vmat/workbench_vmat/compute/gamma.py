@@ -865,14 +865,15 @@ class _Search:
             cmin, cmax = self._cell_range()
             dgap = ((cmin.index_select(0, cell) - dp).clamp(min=0) + (dp - cmax.index_select(0, cell)).clamp(min=0)) * sw.index_select(0, pid)
             lb += dgap * dgap
-        keep = torch.nonzero(lb < self._below(ub.index_select(0, pid))).squeeze(1)
+        thr = self._below(ub.index_select(0, pid))
+        keep = torch.nonzero(lb < thr).squeeze(1)
         if len(keep) == 0:
             return
         pid = pid.index_select(0, keep)
         idx = [ia.index_select(0, keep) for ia in idx]
         lo, h, c = self._cells(idx, pid, r, d, sw)
         if len(pid) <= _MAX_BOXES:
-            later.append((pid, *self._clip(lo, h, c, torch.sqrt(self._below(ub.index_select(0, pid))))))
+            later.append((pid, *self._clip(lo, h, c, torch.sqrt(thr.index_select(0, keep)))))
         else:
             self._refine(pid, lo, h, c, ub)
 
@@ -941,13 +942,14 @@ class _Search:
             x = gap[:, a].reshape((1,) * a + (2,) + (1,) * (n - 1 - a) + (m,))
             dist = x if dist is None else dist + x
         dist = dist.reshape(1 << n, m)  # child index bits: axis a is bit (N - 1 - a)
-        keep = torch.nonzero((dist < self._below(ub.index_select(0, pid))[None, :]).reshape(-1)).squeeze(1)
+        thr = self._below(ub.index_select(0, pid))
+        keep = torch.nonzero((dist < thr[None, :]).reshape(-1)).squeeze(1)
         if len(keep) == 0:
             return None
         ci = torch.div(keep, m, rounding_mode="floor")
         bi = keep - ci * m
         pid = pid.index_select(0, bi)
-        rho = torch.sqrt(self._below(ub.index_select(0, pid)))
+        rho = torch.sqrt(thr.index_select(0, bi))
         # the child's extent per axis (lower or upper half), clipped to [-rho, rho]
         up = ((ci & self.axis_bits[:, None]) != 0).to(self.dtype)  # (N, children)
         la, ha = lo.index_select(1, bi), h.index_select(1, bi)
