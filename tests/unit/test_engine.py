@@ -87,6 +87,47 @@ def test_resume_after_cancel_matches_uninterrupted(wb_session, tiny_plugin):
     assert wb_session.store.get_run(cut.run_id)["resumes"] == 1
 
 
+def test_a_checkpoint_counts_only_once_the_host_has_stored_the_events_before_it(wb_session, tiny_plugin):
+    # the worker stages a checkpoint and the host commits it when it records the worker's
+    # CheckpointEvent, after the epoch's metrics sent before it: a host killed in between
+    # must leave the previous checkpoint, so that the resumed run produces those metrics again
+    # (a worker that committed its own checkpoints lost a val_loss step this way in CI)
+    from workbench.api import CheckpointEvent, MetricEvent
+    from workbench.core import worker
+
+    full = _submit(wb_session, tiny_plugin, epochs=6, optimizer="adam", seed=5)
+    assert full.wait(120) == "completed"
+    cut = _submit(wb_session, tiny_plugin, epochs=6, optimizer="adam", seed=5, step_delay_s=0.05)
+    while len(wb_session.store.metrics(cut.run_id, "val_loss")) < 2 and not cut.done:
+        time.sleep(0.05)
+    cut.cancel(grace_s=20)
+    assert cut.wait(60) == "cancelled"
+    run_dir = wb_session.run_dir(cut.run_id)
+    step = worker.checkpoint_step(run_dir)
+    assert [m["step"] for m in wb_session.store.metrics(cut.run_id, "val_loss")] == list(range(step + 1))
+    # what a host killed after storing the next epoch's metric, before committing its
+    # checkpoint, leaves behind: the metric stored, the checkpoint staged
+    tensors, state = worker.read_checkpoint(run_dir)
+    worker.write_checkpoint(run_dir, tensors, {**state, "epoch": step + 1}, step + 1, commit=False)
+    stale = worker.write_checkpoint(run_dir, tensors, state, 77, commit=False)  # one the resumed run won't write
+    wb_session.store.add_metrics(cut.run_id, [(step + 1, "val_loss", 123.0, time.time())])
+    assert worker.checkpoint_step(run_dir) == step  # staged is not what resume reads
+    resumed = wb_session.engine.resume(tiny_plugin, cut.run_id)
+    assert resumed.wait(120) == "completed"
+    assert not stale.exists()  # discarded when the run resumed
+    a, b = wb_session.store.metrics(full.run_id, "val_loss"), wb_session.store.metrics(cut.run_id, "val_loss")
+    assert [m["step"] for m in b] == list(range(6))
+    assert [m["value"] for m in a] == [m["value"] for m in b]
+    # and the host commits in order: a checkpoint event after the events before it
+    job = type("J", (), {"run_id": cut.run_id})()
+    staged = worker.write_checkpoint(run_dir, tensors, state, 9, commit=False)
+    wb_session.engine._record(job, MetricEvent("val_loss", 0.5, 9))
+    assert worker.checkpoint_step(run_dir) == 5
+    event = CheckpointEvent(9, str(staged))
+    wb_session.engine._record(job, event)
+    assert worker.checkpoint_step(run_dir) == 9 and event.path == str(run_dir / "checkpoints" / "last.safetensors")
+
+
 def test_completed_run_cannot_be_resumed(wb_session, tiny_plugin):
     from workbench.api import WorkbenchError
 

@@ -38,7 +38,9 @@ class RunContext(abc.ABC):
 
     @abc.abstractmethod
     def save_checkpoint(self, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
-        """Write safetensors + JSON state atomically; the last one is what `resume` reads."""
+        """Write tensors and JSON state (one safetensors file) atomically; the last one is what
+        `resume` reads. In a run the host commits it once it has stored the events sent before
+        it; the returned path is where it will be then."""
 
     @abc.abstractmethod
     def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:

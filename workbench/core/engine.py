@@ -32,7 +32,7 @@ from workbench.api import (
 
 from .environment import package_versions
 from .store import RESUMABLE, TERMINAL, Store
-from .worker import checkpoint_step, worker_main
+from .worker import checkpoint_step, commit_checkpoint, discard_staged_checkpoints, worker_main
 
 Listener = Callable[[str, Any], None]
 _CTX = mp.get_context("spawn")  # no fork: safe beside Qt threads and CUDA
@@ -91,6 +91,7 @@ class Engine:
         if run["status"] not in RESUMABLE:
             raise WorkbenchError(f"run {run['id']} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
         spec = plugin.pipeline(run["pipeline"])
+        discard_staged_checkpoints(self.home / "runs" / run["id"])
         step = checkpoint_step(self.home / "runs" / run["id"])
         if step is not None:
             # Metrics past the checkpoint will be produced again by the resumed run.
@@ -157,7 +158,9 @@ class Engine:
         elif isinstance(event, EvaluationEvent):
             store.add_evaluation(run_id, event.subject, event.metric, event.value, event.criteria, event.case)
         elif isinstance(event, CheckpointEvent):
-            pass  # the file on disk is the record; resume reads it
+            # committed now that every event sent before it is stored: killed before this,
+            # the run resumes from the previous checkpoint and produces those events again
+            event.path = str(commit_checkpoint(self.home / "runs" / run_id, event.path))
         elif isinstance(event, StatusEvent):
             if event.status == "started":
                 store.update_run(run_id, device=event.device)

@@ -78,9 +78,11 @@ class WorkerContext(HostTools, RunContext):
         self._send(EvaluationEvent(subject, metric, float(value), criteria, case))
 
     def save_checkpoint(self, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
-        path = write_checkpoint(self.run_dir, tensors, state, step)
-        self._send(CheckpointEvent(int(step), str(path)))
-        return path
+        # staged, not committed: the host commits it when it records this event, after every
+        # event sent before it (the epoch's metrics) is stored (see commit_checkpoint)
+        staged = write_checkpoint(self.run_dir, tensors, state, step, commit=False)
+        self._send(CheckpointEvent(int(step), str(staged)))
+        return Path(f"{self.run_dir / CHECKPOINT}.safetensors")
 
     def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         return read_checkpoint(self.run_dir) if self._resume else None
@@ -95,26 +97,55 @@ class WorkerContext(HostTools, RunContext):
 
 #: safetensors header key holding the checkpoint's step and JSON state
 _CHECKPOINT_META = "workbench.checkpoint"
+#: staged checkpoints: checkpoints/last.staged-STEP.safetensors
+_STAGED = ".staged-"
 
 
-def write_checkpoint(run_dir: Path, tensors: dict[str, Any], state: dict[str, Any], step: int) -> Path:
+def write_checkpoint(run_dir: Path, tensors: dict[str, Any], state: dict[str, Any], step: int,
+                     commit: bool = True) -> Path:
     """One safetensors file whose header carries the step and the strict-JSON state, written
-    beside the old one and swapped in by a single rename: a kill at any moment (the worker
-    exits within 0.5 s of its parent's death, wherever it is) leaves the last complete
-    checkpoint, tensors and state from the same step. (Tensors and state used to be two
-    files renamed one after the other; a kill between the renames paired new weights with
-    the old step, and the resumed run trained an epoch twice.)"""
+    beside the last one (staged) and swapped in by a single rename (:func:`commit_checkpoint`):
+    a kill at any moment (the worker exits within 0.5 s of its parent's death, wherever it
+    is) leaves the last complete checkpoint, tensors and state from the same step. (Tensors
+    and state used to be two files renamed one after the other; a kill between the renames
+    paired new weights with the old step, and the resumed run trained an epoch twice.)
+    ``commit=False`` leaves it staged and returns the staged file."""
     from safetensors.torch import save_file
 
     base = run_dir / CHECKPOINT
     base.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"step": int(step), "state": state}, allow_nan=False)
-    path = Path(f"{base}.safetensors")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, f"{path}.tmp",
+    staged = Path(f"{base}{_STAGED}{int(step)}.safetensors")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, f"{staged}.tmp",
               metadata={_CHECKPOINT_META: text})
-    os.replace(f"{path}.tmp", path)
+    os.replace(f"{staged}.tmp", staged)
+    return commit_checkpoint(run_dir, staged) if commit else staged
+
+
+def commit_checkpoint(run_dir: Path, staged: str | Path) -> Path:
+    """Make a staged checkpoint the one ``resume`` reads (one rename).
+
+    In a run the host does this when it records the worker's CheckpointEvent, after it has
+    stored every event the worker sent before it: had the worker committed it itself, a host
+    killed in between left a checkpoint ahead of the stored metrics, and the resumed run
+    never produced the missing ones again (seen once in a fresh-clone CI run).
+    """
+    base = run_dir / CHECKPOINT
+    staged = Path(staged)
+    if staged.parent != base.parent or not staged.name.startswith(f"{base.name}{_STAGED}"):
+        raise WorkbenchError(f"{staged} is not a staged checkpoint of run folder {run_dir}")
+    path = Path(f"{base}.safetensors")
+    os.replace(staged, path)
     Path(f"{base}.json").unlink(missing_ok=True)  # the older layout's state file, now stale
     return path
+
+
+def discard_staged_checkpoints(run_dir: Path) -> None:
+    """Remove checkpoints a killed run staged but its host never committed."""
+    base = run_dir / CHECKPOINT
+    if base.parent.is_dir():
+        for path in base.parent.glob(f"{base.name}{_STAGED}*"):
+            path.unlink(missing_ok=True)
 
 
 def _checkpoint_meta(run_dir: Path) -> dict[str, Any] | None:
