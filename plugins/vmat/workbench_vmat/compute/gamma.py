@@ -490,8 +490,6 @@ class _Search:
         n = ev.ndim
         self.n, self.dta, self.device = n, float(dta), device
         self.g2_cap = float(max_gamma) ** 2
-        self.bits = [1 << (n - 1 - a) for a in range(n)]
-        self.subsets = list(range(1 << n))
         # on the CPU the dose is read in place (float64) and converted where gathered while
         # the search reads a small part of the grid (see _dose)
         if torch.device(device).type == "cpu":
@@ -508,7 +506,6 @@ class _Search:
         self._crange = None  # per-cell dose range, built on first use (general points only)
         self.E = E.reshape(-1)
         self.hstep = [((a[1:] - a[:-1]) / self.dta).contiguous() for a in self.ax]  # cell sizes, y units
-        # flat offsets of the 2^N corners (corner bit set: upper node along that axis)
         self.step = float(step) / self.dta  # boxes are not split below this size (y units)
         self.tol_max = _tol_max(step, dta)  # see _TOL_MIN
         lay = _layout(n)
@@ -517,8 +514,8 @@ class _Search:
         lng = dict(dtype=torch.long, device=device)
         # boxes: corner values <-> coefficients, and the coefficient rows of single axes
         self.to_corners = torch.as_tensor(lay.signs, **flt)
-        self.to_coef = torch.as_tensor(lay.signs.T / len(self.subsets), **flt)
-        self.axis_bits = torch.as_tensor(self.bits, **lng)
+        self.to_coef = torch.as_tensor(lay.signs.T / (1 << n), **flt)
+        self.axis_bits = torch.as_tensor([1 << (n - 1 - a) for a in range(n)], **lng)
         self.corner_off = torch.as_tensor(lay.corners @ np.array(self.e_strides), **lng)[:, None]  # flat, per corner
         self.to_corners_nl = torch.as_tensor(lay.signs * lay.is_nonlinear, **flt)  # the nonlinear terms only
         self.slope_corners = torch.as_tensor(lay.slope_corners, **flt)
