@@ -31,6 +31,7 @@ from workbench.api import (
 )
 
 from .environment import package_versions
+from .paths import run_dir
 from .store import RESUMABLE, TERMINAL, Store
 from .worker import checkpoint_step, commit_checkpoint, discard_staged_checkpoints, worker_main
 
@@ -91,8 +92,9 @@ class Engine:
         if run["status"] not in RESUMABLE:
             raise WorkbenchError(f"run {run['id']} is {run['status']}; only {', '.join(RESUMABLE)} runs can be resumed")
         spec = plugin.pipeline(run["pipeline"])
-        discard_staged_checkpoints(self.home / "runs" / run["id"])
-        step = checkpoint_step(self.home / "runs" / run["id"])
+        folder = run_dir(self.home, run["id"])
+        discard_staged_checkpoints(folder)
+        step = checkpoint_step(folder)
         if step is not None:
             # Metrics past the checkpoint will be produced again by the resumed run.
             self.store.drop_metrics_after(run["id"], step)
@@ -160,7 +162,7 @@ class Engine:
         elif isinstance(event, CheckpointEvent):
             # committed now that every event sent before it is stored: killed before this,
             # the run resumes from the previous checkpoint and produces those events again
-            event.path = str(commit_checkpoint(self.home / "runs" / run_id, event.path))
+            event.path = str(commit_checkpoint(run_dir(self.home, run_id), event.path))
         elif isinstance(event, StatusEvent):
             if event.status == "started":
                 store.update_run(run_id, device=event.device)

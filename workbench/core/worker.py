@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from . import paths
 from .host_tools import HostTools
 from workbench.api import (
     ArtifactEvent,
@@ -82,7 +83,7 @@ class WorkerContext(HostTools, RunContext):
         # event sent before it (the epoch's metrics) is stored (see commit_checkpoint)
         staged = write_checkpoint(self.run_dir, tensors, state, step, commit=False)
         self._send(CheckpointEvent(int(step), str(staged)))
-        return Path(f"{self.run_dir / CHECKPOINT}.safetensors")
+        return checkpoint_path(self.run_dir)
 
     def load_checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         return read_checkpoint(self.run_dir) if self._resume else None
@@ -99,6 +100,11 @@ class WorkerContext(HostTools, RunContext):
 _CHECKPOINT_META = "workbench.checkpoint"
 #: staged checkpoints: checkpoints/last.staged-STEP.safetensors
 _STAGED = ".staged-"
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    """The committed checkpoint, the one ``resume`` reads."""
+    return Path(f"{run_dir / CHECKPOINT}.safetensors")
 
 
 def write_checkpoint(run_dir: Path, tensors: dict[str, Any], state: dict[str, Any], step: int,
@@ -134,7 +140,7 @@ def commit_checkpoint(run_dir: Path, staged: str | Path) -> Path:
     staged = Path(staged)
     if staged.parent != base.parent or not staged.name.startswith(f"{base.name}{_STAGED}"):
         raise WorkbenchError(f"{staged} is not a staged checkpoint of run folder {run_dir}")
-    path = Path(f"{base}.safetensors")
+    path = checkpoint_path(run_dir)
     os.replace(staged, path)
     Path(f"{base}.json").unlink(missing_ok=True)  # the older layout's state file, now stale
     return path
@@ -153,7 +159,7 @@ def _checkpoint_meta(run_dir: Path) -> dict[str, Any] | None:
     from safetensors import safe_open
 
     base = run_dir / CHECKPOINT
-    tensor_path = Path(f"{base}.safetensors")
+    tensor_path = checkpoint_path(run_dir)
     if not tensor_path.exists():
         return None
     with safe_open(str(tensor_path), framework="pt") as f:
@@ -172,7 +178,7 @@ def read_checkpoint(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]] | No
         return None
     from safetensors.torch import load_file
 
-    return load_file(str(run_dir / CHECKPOINT) + ".safetensors"), meta["state"]
+    return load_file(str(checkpoint_path(run_dir))), meta["state"]
 
 
 def checkpoint_step(run_dir: Path) -> int | None:
@@ -207,7 +213,7 @@ def worker_main(plugin: Plugin, pipeline_id: str, config_data: dict[str, Any], r
         spec = plugin.pipeline(pipeline_id)
         config = spec.config.model_validate(config_data)
         device = resolve_device(getattr(config, "device", "auto"))
-        run_dir = Path(home) / "runs" / run_id
+        run_dir = paths.run_dir(Path(home), run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         ctx = WorkerContext(plugin, run_id, getattr(config, "seed", 0), run_dir, Path(home), device,
                             queue, cancel_event, resume)
