@@ -543,6 +543,13 @@ class _Search:
     def _below(self, ub):
         return _below(ub, self.tol_max)
 
+    def _flat(self, idx):
+        """Flat node index of per-axis node indices."""
+        out = idx[0] * self.e_strides[0]
+        for a in range(1, self.n):
+            out = out + idx[a] * self.e_strides[a]
+        return out
+
     def _dose(self, flat):
         """Evaluation dose (float32) at flat node indices (None: all).
 
@@ -580,10 +587,7 @@ class _Search:
         # _on_node makes the same test, and more, on interior nodes
         sel = torch.nonzero(on_any & ~interior).squeeze(1)
         if len(sel):
-            base = torch.zeros_like(sel)
-            for a in range(n):
-                base += node[a].index_select(0, sel) * self.e_strides[a]
-            q0 = (self._dose(base) - d.index_select(0, sel)) * sw.index_select(0, sel)
+            q0 = (self._dose(self._flat([x.index_select(0, sel) for x in node])) - d.index_select(0, sel)) * sw.index_select(0, sel)
             q2 = torch.clamp(q0 * q0, max=self.g2_cap)
             ub.index_copy_(0, sel, q2)
             done.index_fill_(0, sel.masked_select(self._below(q2) <= 0), True)
@@ -704,10 +708,7 @@ class _Search:
         octants (2^N, P), so each step is one tensor operation whatever N is.
         """
         n, P = self.n, len(d)
-        base = node[0] * self.e_strides[0]
-        for a in range(1, n):
-            base = base + node[a] * self.e_strides[a]
-        V = (self._dose((base.to(self.index_dtype) + self.stencil).reshape(-1)).view(-1, P) - d) * sw  # (3^N, P)
+        V = (self._dose((self._flat(node).to(self.index_dtype) + self.stencil).reshape(-1)).view(-1, P) - d) * sw  # (3^N, P)
         H = self.h_cat.index_select(0, (torch.stack(node) + self.h_off).reshape(-1)).view(2, n, P)
         hm, hp = H[0], H[1]  # cell sizes below and above the node, per axis
         q0 = V[self.center]
@@ -788,41 +789,40 @@ class _Search:
                 # few: the caller refines them with its own boxes (pid: index into d); many:
                 # evaluating all before opening any (below) lowers ub first, which pays
                 later.append((sel.index_select(0, pid), los, hs, cs))
-                ub.index_copy_(0, sel, ub_s)
-                cert.index_fill_(0, sel, True)
-                return ub, cert
-            # every octant is evaluated (lowering ub) before any is opened, in batches
-            # small enough for the caches
-            lbs, ys = [], []
-            for b in range(0, len(pid), _MAX_BOXES):
-                sl = slice(b, b + _MAX_BOXES)
-                lb_o, cand_o, y_o = self._evaluate(los[:, sl], hs[:, sl], cs[:, sl])
-                ub_s.scatter_reduce_(0, pid[sl], cand_o, reduce="amin")
-                lbs.append(lb_o)
-                ys.append(y_o)
-            lb_o, y_o = torch.cat(lbs), torch.cat(ys, dim=1)
-            for b in range(0, len(pid), _MAX_BOXES):
-                sl = slice(b, b + _MAX_BOXES)
-                boxes = (pid[sl], los[:, sl], hs[:, sl], cs[:, sl])
-                open_ = self._open(*boxes, lb_o[sl], ub_s, y=y_o[:, sl])
-                if len(open_):
-                    later += [(sel.index_select(0, k[0]), *k[1:]) for k in self._split(*_take(open_, *boxes), ub_s)]
+            else:
+                later += [(sel.index_select(0, b[0]), *b[1:]) for b in self._evaluate_then_split(pid, los, hs, cs, ub_s)]
         ub.index_copy_(0, sel, ub_s)
         cert.index_fill_(0, sel, True)
         return ub, cert
+
+    def _evaluate_then_split(self, pid, lo, h, c, ub):
+        """Every box evaluated (lowering ``ub``) before any is opened, in batches small
+        enough for the caches; yields the open ones' children (clipped, not yet evaluated)."""
+        lbs, ys = [], []
+        for b in range(0, len(pid), _MAX_BOXES):
+            sl = slice(b, b + _MAX_BOXES)
+            lb, cand, y = self._evaluate(lo[:, sl], h[:, sl], c[:, sl])
+            ub.scatter_reduce_(0, pid[sl], cand, reduce="amin")
+            lbs.append(lb)
+            ys.append(y)
+        lb, y = torch.cat(lbs), torch.cat(ys, dim=1)
+        for b in range(0, len(pid), _MAX_BOXES):
+            sl = slice(b, b + _MAX_BOXES)
+            boxes = (pid[sl], lo[:, sl], h[:, sl], c[:, sl])
+            open_ = self._open(*boxes, lb[sl], ub, y=y[:, sl])
+            if len(open_):
+                yield from self._split(*_take(open_, *boxes), ub)
 
     def _cells(self, idx, pid, r, d, sw):
         """Boxes (lo, h, coefficients) of cells with multi-index ``idx`` seen from points ``pid``."""
         n, dta = self.n, self.dta
         lo, h = [], []
-        base = torch.zeros_like(idx[0])
         for a in range(n):
             x0 = self.ax[a].index_select(0, idx[a])
             x1 = self.ax_next[a].index_select(0, idx[a])
             lo.append((x0 - r[a].index_select(0, pid)) / dta)
             h.append((x1 - x0) / dta)
-            base += idx[a] * self.e_strides[a]
-        c = self.to_coef @ self._dose((base + self.corner_off).reshape(-1)).view(1 << n, -1)
+        c = self.to_coef @ self._dose((self._flat(idx) + self.corner_off).reshape(-1)).view(1 << n, -1)
         c[0] -= d.index_select(0, pid)
         return torch.stack(lo), torch.stack(h), c * sw.index_select(0, pid)
 
