@@ -382,11 +382,11 @@ def _values_at(flat, ref, ev, ax_ref, ax_ev, keep, *, dd_percent, norm, dta, ste
     return values
 
 
-def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device, nodes=None) -> np.ndarray:
+def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device, nodes) -> np.ndarray:
     """gamma for reference points at ``pos`` (N coordinate arrays (P,)) with doses ``dose`` against ``ev``.
 
-    ``weight``: 1 / dd_abs^2 per point. ``nodes``: optional (node index per axis (P,), on
-    a node (P,), on an interior node (P,)) from :func:`_node_tables`. Returns float32
+    ``weight``: 1 / dd_abs^2 per point. ``nodes``: (node index per axis (P,), on a node
+    (P,), on an interior node (P,)) from :func:`_node_tables`. Returns float32
     (P,), NaN where no evaluation dose lies within ``max_gamma * dta``.
     """
     search = _Search(ev, axes, dta=dta, max_gamma=max_gamma, step=step, device=device)
@@ -396,9 +396,7 @@ def _gamma_points(pos, dose, weight, ev, axes, *, dta, max_gamma, step, device, 
     for s in range(0, len(dose), chunk):
         sl = slice(s, s + chunk)
         r = [as_tensor(x[sl], dtype=search.dtype) for x in pos]
-        hint = None
-        if nodes is not None:
-            hint = ([as_tensor(j[sl]) for j in nodes[0]], as_tensor(nodes[1][sl]), as_tensor(nodes[2][sl]))
+        hint = ([as_tensor(j[sl]) for j in nodes[0]], as_tensor(nodes[1][sl]), as_tensor(nodes[2][sl]))
         sw = torch.sqrt(as_tensor(weight[sl], dtype=search.dtype))
         out[sl] = search.run(r, as_tensor(dose[sl], dtype=search.dtype), sw, hint).cpu().numpy()
     return out
@@ -408,8 +406,7 @@ def _node_tables(ax_ref, ax_ev, idx):
     """Nearest evaluation node of reference points with grid indices ``idx`` (per axis).
 
     Looked up once per reference coordinate, not per point: (node index per axis (P,)
-    int64, on a node (P,), on an interior node (P,)), the same as ``_Search._nodes``
-    computes.
+    int64, on a node (P,), on an interior node (P,)): the search's fast paths.
     """
     node, on, inner = [], None, None
     for rv, x, i in zip(ax_ref, ax_ev, idx):
@@ -576,12 +573,14 @@ class _Search:
         return self._crange
 
     # -- driver --------------------------------------------------------------------------
-    def run(self, r: list, d: torch.Tensor, sw: torch.Tensor, nodes=None) -> torch.Tensor:
+    def run(self, r: list, d: torch.Tensor, sw: torch.Tensor, nodes) -> torch.Tensor:
+        """gamma of points at ``r`` (per axis) with doses ``d`` and 1 / dd_abs ``sw``; ``nodes``
+        from :func:`_node_tables`."""
         n, dta = self.n, self.dta
         P = len(d)
         ub = torch.full((P,), self.g2_cap, dtype=self.dtype, device=self.device)
         done = torch.zeros(P, dtype=torch.bool, device=self.device)
-        node, on_any, interior = nodes if nodes is not None else self._nodes(r)
+        node, on_any, interior = nodes
         # points on a boundary node whose dose difference there is already within the
         # tolerance of zero need no search (nothing can beat it by more than the tolerance);
         # _on_node makes the same test, and more, on interior nodes
@@ -627,21 +626,6 @@ class _Search:
                 reach += gap * gap
             g.index_fill_(0, off.masked_select(reach / dta**2 > self.g2_cap * (1 + 1e-6)), float("nan"))
         return g
-
-    def _nodes(self, r):
-        """Nearest evaluation node of each point; whether the point sits on a node, on an interior one."""
-        node, ok, inside = [], None, None
-        for a in range(self.n):
-            x = self.ax[a]
-            j = torch.searchsorted(x, r[a]).clamp_(1, len(x) - 1)
-            left = (r[a] - x.index_select(0, j - 1)).abs() < (x.index_select(0, j) - r[a]).abs()
-            j = j - left.long()
-            on = (x.index_select(0, j) - r[a]).abs() <= 1e-4
-            inner = on & (j >= 1) & (j <= len(x) - 2)
-            node.append(j)
-            ok = on if ok is None else ok & on
-            inside = inner if inside is None else inside & inner
-        return node, ok, inside
 
     def _general(self, r, d, sw, ub, later, estimated=False):
         """Branch and bound from the cells around each point; returns the lowered ``ub``.
